@@ -1,0 +1,14 @@
+//! Headway's pure domain model: what an object is, how it is identified and digested, and the
+//! decisions taken on sets of objects (apply order, inventory diff, health, drift).
+//!
+//! Architecture invariant: this crate performs no I/O. It knows nothing about kube, tokio, git2 or
+//! axum; everything here is a pure function of its inputs and is tested without a cluster.
+#![forbid(unsafe_code)]
+
+pub mod digest;
+pub mod id;
+pub mod manifest;
+
+pub use digest::Digest;
+pub use id::ObjectRef;
+pub use manifest::{Manifest, SourceLocation};

@@ -1,0 +1,170 @@
+//! Test support for cluster-backed tests: a kube client for the local control plane started by
+//! `cargo xtask cluster up`, and an isolated namespace per test that is deleted afterwards.
+//!
+//! Cluster-backed tests are gated by the environment variable `HEADWAY_CLUSTER_TESTS=1`, which
+//! `cargo xtask test` sets after bringing the cluster up. Without it, [`cluster`] returns `None`
+//! and the test returns early, printing why; with it, a missing or unreachable cluster is a failure.
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// The environment variable that enables cluster-backed tests.
+pub const CLUSTER_TESTS_ENV: &str = "HEADWAY_CLUSTER_TESTS";
+
+/// Label put on every namespace a test creates, so leftovers can be found and removed.
+pub const TEST_LABEL: &str = "headway.dev/test";
+
+/// Whether cluster-backed tests are enabled in this run.
+pub fn cluster_tests_enabled() -> bool {
+    std::env::var(CLUSTER_TESTS_ENV).is_ok_and(|v| v == "1")
+}
+
+/// A client for the local cluster, or `None` when cluster tests are disabled (the caller returns).
+///
+/// Panics with the reason when cluster tests are enabled but the cluster cannot be reached: an
+/// enabled suite must never pass without having run.
+pub async fn cluster() -> Option<TestCluster> {
+    if !cluster_tests_enabled() {
+        eprintln!("skipping: set {CLUSTER_TESTS_ENV}=1 (cargo xtask test does) to run cluster-backed tests");
+        return None;
+    }
+    match TestCluster::connect().await {
+        Ok(c) => Some(c),
+        Err(e) => panic!("{CLUSTER_TESTS_ENV}=1 but the local cluster is not usable: {e:#}"),
+    }
+}
+
+/// A connection to the local cluster.
+#[derive(Clone)]
+pub struct TestCluster {
+    /// A client with cluster-admin rights.
+    pub client: Client,
+    /// The configuration the client was built from (server URL, CA), for building other clients.
+    pub config: Config,
+}
+
+impl TestCluster {
+    /// Connects using `KUBECONFIG` (as written by `cargo xtask cluster up`) and checks the server answers.
+    pub async fn connect() -> anyhow::Result<Self> {
+        let path = std::env::var("KUBECONFIG").context("KUBECONFIG is not set")?;
+        let kubeconfig =
+            Kubeconfig::read_from(&path).with_context(|| format!("reading kubeconfig {path}"))?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .with_context(|| format!("loading kubeconfig {path}"))?;
+        let client = Client::try_from(config.clone()).context("building the kube client")?;
+        client
+            .apiserver_version()
+            .await
+            .with_context(|| format!("contacting the API server at {}", config.cluster_url))?;
+        Ok(TestCluster { client, config })
+    }
+
+    /// Creates a fresh namespace named after the test, deleted when the guard is dropped.
+    pub async fn namespace(&self, test_name: &str) -> anyhow::Result<TestNamespace> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut base: String = test_name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .collect();
+        base.truncate(40);
+        let name = format!(
+            "t-{}-{}-{}",
+            base.trim_matches('-'),
+            std::process::id(),
+            n
+        );
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {TEST_LABEL: "true"}},
+        }))?;
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        api.create(&PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("creating namespace {name}"))?;
+        Ok(TestNamespace {
+            name,
+            client: self.client.clone(),
+            config: self.config.clone(),
+        })
+    }
+}
+
+/// A namespace owned by one test; deleted (in the background) when dropped.
+pub struct TestNamespace {
+    /// The namespace's name.
+    pub name: String,
+    client: Client,
+    config: Config,
+}
+
+impl TestNamespace {
+    /// An `Api` for a namespaced kind in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let config = self.config.clone();
+        let name = std::mem::take(&mut self.name);
+        // The test's runtime may be shutting down, so delete from a thread with its own runtime
+        // and wait for the request (not for the namespace to be gone: that is asynchronous).
+        let joined = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("building a runtime for namespace cleanup");
+            // A client is tied to the runtime that created it: build one on this runtime.
+            rt.block_on(async {
+                let client = Client::try_from(config).map_err(|e| e.to_string())?;
+                let api: Api<Namespace> = Api::all(client);
+                api.delete(&name, &DeleteParams::background())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| format!("deleting test namespace {name}: {e}"))
+        })
+        .join();
+        if let Ok(Err(e)) = joined {
+            eprintln!("{e}");
+        }
+    }
+}
+
+/// Polls `check` every 250 ms until it returns `Ok(Some(value))`, or fails after `timeout` with the
+/// last observation, so a failing test says what it saw.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Result<T, String>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = String::from("not checked yet");
+    loop {
+        match check().await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(observed)) => last = observed,
+            Err(e) => last = format!("error: {e:#}"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}; last seen: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
