@@ -5,9 +5,13 @@
 //! axum; everything here is a pure function of its inputs and is tested without a cluster.
 #![forbid(unsafe_code)]
 
+pub mod changeset;
 pub mod digest;
+pub mod health;
 pub mod id;
+pub mod inventory;
 pub mod manifest;
+pub mod order;
 
 pub use digest::Digest;
 pub use id::ObjectRef;
