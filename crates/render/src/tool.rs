@@ -1,0 +1,230 @@
+//! Running kustomize, kubectl and helm as child processes: a clean environment, a private
+//! temporary home, no network (best effort), a timeout that kills the process group, and capped
+//! output.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::RenderError;
+
+/// How much of a tool's standard error is kept for the error message (its tail).
+const STDERR_KEEP: usize = 16 * 1024;
+
+/// Finds `program` in the directories of this process's `PATH`.
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// One tool invocation.
+pub(crate) struct Invocation<'a> {
+    pub tool: &'static str,
+    pub program: &'a Path,
+    pub args: Vec<OsString>,
+    pub cwd: &'a Path,
+    pub timeout: Duration,
+    pub max_output: u64,
+}
+
+impl Invocation<'_> {
+    fn command_line(&self) -> String {
+        let mut s = self.program.file_name().map_or_else(
+            || self.program.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        s
+    }
+
+    /// Runs the tool and returns its standard output.
+    pub(crate) fn run(&self) -> Result<String, RenderError> {
+        let command = self.command_line();
+        let home = tempfile::Builder::new()
+            .prefix("headway-render-")
+            .tempdir()
+            .map_err(|source| RenderError::ToolSpawn {
+                tool: self.tool,
+                program: self.program.to_path_buf(),
+                source,
+            })?;
+        let h = home.path();
+        let mut cmd = Command::new(self.program);
+        cmd.args(&self.args)
+            .current_dir(self.cwd)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", h)
+            .env("TMPDIR", h)
+            .env("XDG_CACHE_HOME", h.join("cache"))
+            .env("XDG_CONFIG_HOME", h.join("config"))
+            .env("XDG_DATA_HOME", h.join("data"))
+            .env("HELM_CACHE_HOME", h.join("helm/cache"))
+            .env("HELM_CONFIG_HOME", h.join("helm/config"))
+            .env("HELM_DATA_HOME", h.join("helm/data"))
+            .env("HELM_PLUGINS", h.join("helm/plugins"))
+            .env("KUBECONFIG", "/dev/null")
+            // No network: every HTTP(S) client in Go and git honours these, and the port is closed.
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("ALL_PROXY", "http://127.0.0.1:9")
+            .env("http_proxy", "http://127.0.0.1:9")
+            .env("https_proxy", "http://127.0.0.1:9")
+            .env("NO_PROXY", "")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so that a timeout kills whatever it started too.
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(|source| RenderError::ToolSpawn {
+            tool: self.tool,
+            program: self.program.to_path_buf(),
+            source,
+        })?;
+        let (out_tx, out_rx) = mpsc::channel();
+        let (err_tx, err_rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let max = self.max_output;
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let r = stdout.take(max + 1).read_to_end(&mut buf);
+            let _ = out_tx.send(r.map(|_| buf));
+        });
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stderr.take(4 * 1024 * 1024).read_to_end(&mut buf);
+            let _ = err_tx.send(buf);
+        });
+
+        let deadline = Instant::now() + self.timeout;
+        let mut stdout_buf: Option<std::io::Result<Vec<u8>>> = None;
+        let status = loop {
+            if let Some(status) = child.try_wait().ok().flatten() {
+                break Some(status);
+            }
+            if stdout_buf.is_none()
+                && let Ok(r) = out_rx.try_recv()
+            {
+                let too_large = matches!(&r, Ok(b) if b.len() as u64 > max);
+                stdout_buf = Some(r);
+                if too_large {
+                    kill(&mut child);
+                    return Err(RenderError::ToolOutputTooLarge {
+                        command,
+                        limit: max,
+                    });
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break None;
+            }
+            thread::sleep((deadline - now).min(Duration::from_millis(5)));
+        };
+        let Some(status) = status else {
+            kill(&mut child);
+            let stderr = err_rx
+                .recv_timeout(Duration::from_secs(1))
+                .unwrap_or_default();
+            return Err(RenderError::ToolTimedOut {
+                command,
+                timeout: self.timeout,
+                stderr: tail(&stderr),
+            });
+        };
+        // The tool exited; its pipes close unless it left children behind (then give up on them).
+        let stdout = match stdout_buf {
+            Some(r) => r,
+            None => out_rx
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_else(|_| Ok(Vec::new())),
+        };
+        let stderr = err_rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default();
+        if !status.success() {
+            return Err(RenderError::ToolFailed {
+                command,
+                status: describe(status),
+                stderr: tail(&stderr),
+            });
+        }
+        let stdout = stdout.map_err(|source| RenderError::Io {
+            file: format!("{} output", self.tool),
+            source,
+        })?;
+        if stdout.len() as u64 > max {
+            return Err(RenderError::ToolOutputTooLarge {
+                command,
+                limit: max,
+            });
+        }
+        String::from_utf8(stdout).map_err(|_| RenderError::NotUtf8 {
+            file: format!("{} output", self.tool),
+        })
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Kills the child and its process group, and reaps it.
+fn kill(child: &mut Child) {
+    kill_group(child);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Best effort: signal the whole process group (std has no killpg; `kill -- -PGID` does it).
+/// Only called while the child is not yet reaped, so its pid (the group id) cannot be reused.
+fn kill_group(child: &Child) {
+    let pgid = child.id();
+    if let Some(kill) =
+        which("kill").or_else(|| Some(PathBuf::from("/bin/kill")).filter(|p| p.exists()))
+    {
+        let _ = Command::new(kill)
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The tail of a tool's standard error, as text.
+fn tail(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim_end();
+    if text.len() <= STDERR_KEEP {
+        return text.to_string();
+    }
+    let mut start = text.len() - STDERR_KEEP;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("[...]{}", &text[start..])
+}
