@@ -205,7 +205,11 @@ pub(crate) fn fetch(
                 };
             }
             Err(Failure::Fatal(SourceError::Git { message, .. }))
-                if message.contains("not our ref") || message.contains("not valid") =>
+                // upload-pack answers an unknown id with `ERR upload-pack: not our ref`, which
+                // libgit2 reports as an unexpected packet.
+                if message.contains("not our ref")
+                    || message.contains("not valid")
+                    || message.contains("unexpected packet type") =>
             {
                 return Err(unknown(ctx));
             }
