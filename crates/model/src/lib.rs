@@ -7,11 +7,13 @@
 
 pub mod changeset;
 pub mod digest;
+pub mod drift;
 pub mod health;
 pub mod id;
 pub mod inventory;
 pub mod manifest;
 pub mod order;
+pub mod prune;
 
 pub use digest::Digest;
 pub use id::ObjectRef;
