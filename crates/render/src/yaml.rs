@@ -187,7 +187,14 @@ fn saphyr_message(e: &serde_saphyr::Error) -> String {
         },
         None => msg,
     };
-    msg.lines().next().unwrap_or(msg).trim().to_string()
+    let msg = msg.lines().next().unwrap_or(msg).trim();
+    // Positions are relative to the document; ours are absolute and already in the location.
+    let msg = match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains("column") => &msg[..i],
+        _ => msg,
+    };
+    // Advice addressed to programmers using serde-saphyr, not to the author of the YAML.
+    msg.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
 }
 
 /// Parses a JSON file: one or more concatenated JSON values, duplicate keys rejected.
