@@ -62,6 +62,7 @@ mod yaml;
 
 pub mod output;
 
+use std::ffi::OsString;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -183,6 +184,8 @@ pub struct ToolOptions {
     pub kubectl: Option<PathBuf>,
     /// The `helm` binary; default: `helm` on `PATH`.
     pub helm: Option<PathBuf>,
+    /// The `PATH` used to find the tools and given to them; default: this process's `PATH`.
+    pub path: Option<OsString>,
 }
 
 impl Default for ToolOptions {
@@ -192,6 +195,7 @@ impl Default for ToolOptions {
             kustomize: None,
             kubectl: None,
             helm: None,
+            path: None,
         }
     }
 }

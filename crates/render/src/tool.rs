@@ -2,7 +2,7 @@
 //! temporary home, no network (best effort), a timeout that kills the process group, and capped
 //! output.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -11,15 +11,23 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::RenderError;
+use crate::{RenderError, ToolOptions};
 
 /// How much of a tool's standard error is kept for the error message (its tail).
 const STDERR_KEEP: usize = 16 * 1024;
 
-/// Finds `program` in the directories of this process's `PATH`.
-pub(crate) fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+/// The `PATH` tools are found in and run with.
+pub(crate) fn search_path(tools: &ToolOptions) -> OsString {
+    tools
+        .path
+        .clone()
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default()
+}
+
+/// Finds `program` in the directories of `path` (a `PATH` value).
+pub(crate) fn which(program: &str, path: &OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
         .filter(|d| !d.as_os_str().is_empty())
         .map(|d| d.join(program))
         .find(|p| is_executable(p))
@@ -38,6 +46,8 @@ pub(crate) struct Invocation<'a> {
     pub cwd: &'a Path,
     pub timeout: Duration,
     pub max_output: u64,
+    /// `PATH` for the child.
+    pub path: OsString,
 }
 
 impl Invocation<'_> {
@@ -69,7 +79,7 @@ impl Invocation<'_> {
         cmd.args(&self.args)
             .current_dir(self.cwd)
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PATH", &self.path)
             .env("HOME", h)
             .env("TMPDIR", h)
             .env("XDG_CACHE_HOME", h.join("cache"))
@@ -204,9 +214,7 @@ fn kill(child: &mut Child) {
 /// Only called while the child is not yet reaped, so its pid (the group id) cannot be reused.
 fn kill_group(child: &Child) {
     let pgid = child.id();
-    if let Some(kill) =
-        which("kill").or_else(|| Some(PathBuf::from("/bin/kill")).filter(|p| p.exists()))
-    {
+    if let Some(kill) = which("kill", OsStr::new("/bin:/usr/bin")) {
         let _ = Command::new(kill)
             .args(["-KILL", "--", &format!("-{pgid}")])
             .stdout(Stdio::null())

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use headway_model::Manifest;
 
-use crate::tool::{Invocation, which};
+use crate::tool::{Invocation, search_path, which};
 use crate::{RenderError, RenderOptions, collect, walk, yaml};
 
 /// `kustomize:<dir>` / `helm:<dir>`: the name tool output carries in source locations, with the
@@ -37,10 +37,11 @@ pub(crate) fn kustomize(
         return Vec::new();
     }
     let t = &options.tools;
+    let path = search_path(t);
     let (program, mut args): (PathBuf, Vec<OsString>) =
-        match t.kustomize.clone().or_else(|| which("kustomize")) {
+        match t.kustomize.clone().or_else(|| which("kustomize", &path)) {
             Some(p) => (p, vec!["build".into()]),
-            None => match t.kubectl.clone().or_else(|| which("kubectl")) {
+            None => match t.kubectl.clone().or_else(|| which("kubectl", &path)) {
                 Some(p) => (p, vec!["kustomize".into()]),
                 None => {
                     errors.push(RenderError::ToolNotFound {
@@ -59,6 +60,7 @@ pub(crate) fn kustomize(
         cwd: dir,
         timeout: t.timeout,
         max_output: options.limits.max_tool_output_bytes,
+        path,
     }
     .run();
     match run {
@@ -111,7 +113,8 @@ pub(crate) fn helm(
     if !errors.is_empty() {
         return Vec::new();
     }
-    let Some(program) = options.tools.helm.clone().or_else(|| which("helm")) else {
+    let path = search_path(&options.tools);
+    let Some(program) = options.tools.helm.clone().or_else(|| which("helm", &path)) else {
         errors.push(RenderError::ToolNotFound {
             tool: "helm",
             tried: vec!["helm".into()],
@@ -125,6 +128,7 @@ pub(crate) fn helm(
         cwd: dir,
         timeout: options.tools.timeout,
         max_output: options.limits.max_tool_output_bytes,
+        path,
     }
     .run();
     match run {

@@ -545,3 +545,35 @@ fn errors_display_lists_all_of_them() {
         "{shown}"
     );
 }
+
+#[test]
+fn tools_are_looked_up_on_the_configured_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let mut options = RenderOptions {
+        source_type: SourceType::Kustomize,
+        tools: ToolOptions {
+            path: Some(empty.path().as_os_str().to_owned()),
+            ..ToolOptions::default()
+        },
+        ..RenderOptions::default()
+    };
+    assert_eq!(
+        error_lines(&render_err(dir.path(), &options)),
+        ["kustomize not found on PATH (looked for kustomize, kubectl)"]
+    );
+    options.source_type = SourceType::Helm;
+    assert_eq!(
+        error_lines(&render_err(dir.path(), &options)),
+        ["helm not found on PATH (looked for helm)"]
+    );
+    // `kubectl kustomize` is the fallback.
+    fake_tool(empty.path(), "kubectl", "echo \"# $*\" >&2; exit 7");
+    options.source_type = SourceType::Kustomize;
+    let lines = error_lines(&render_err(dir.path(), &options));
+    assert!(lines[0].starts_with("kubectl kustomize "), "{lines:?}");
+    assert!(
+        lines[0].contains("(exit code 7):\n    # kustomize "),
+        "{lines:?}"
+    );
+}
