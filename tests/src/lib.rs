@@ -32,7 +32,9 @@ pub fn cluster_tests_enabled() -> bool {
 /// enabled suite must never pass without having run.
 pub async fn cluster() -> Option<TestCluster> {
     if !cluster_tests_enabled() {
-        eprintln!("skipping: set {CLUSTER_TESTS_ENV}=1 (cargo xtask test does) to run cluster-backed tests");
+        eprintln!(
+            "skipping: set {CLUSTER_TESTS_ENV}=1 (cargo xtask test does) to run cluster-backed tests"
+        );
         return None;
     }
     match TestCluster::connect().await {
@@ -73,15 +75,16 @@ impl TestCluster {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut base: String = test_name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .collect();
         base.truncate(40);
-        let name = format!(
-            "t-{}-{}-{}",
-            base.trim_matches('-'),
-            std::process::id(),
-            n
-        );
+        let name = format!("t-{}-{}-{}", base.trim_matches('-'), std::process::id(), n);
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -155,13 +158,12 @@ where
     Fut: std::future::Future<Output = anyhow::Result<Result<T, String>>>,
 {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut last = String::from("not checked yet");
     loop {
-        match check().await {
+        let last = match check().await {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(observed)) => last = observed,
-            Err(e) => last = format!("error: {e:#}"),
-        }
+            Ok(Err(observed)) => observed,
+            Err(e) => format!("error: {e:#}"),
+        };
         if tokio::time::Instant::now() >= deadline {
             bail!("timed out after {timeout:?} waiting for {what}; last seen: {last}");
         }

@@ -1,2 +1,65 @@
-//! Developer tasks: `cargo xtask cluster up|down|status|env`, `cargo xtask test`, and more.
-fn main() {}
+//! Developer tasks for Headway, run as `cargo xtask <task>`: the local control plane
+//! (`cluster up|down|status|env`), the full test suite (`test`), benchmarks and the demo.
+#![forbid(unsafe_code)]
+
+mod cluster;
+mod paths;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Headway developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build (once, cached) and run a real Kubernetes control plane on 127.0.0.1.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+        #[command(flatten)]
+        opts: cluster::Options,
+    },
+    /// Run every check CI runs: fmt, clippy, and the whole test suite against the local cluster.
+    Test(test::Options),
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Build the tools if needed, start etcd, kube-apiserver, kube-controller-manager,
+    /// kube-scheduler and kwok, register a node, and return when the cluster is ready.
+    Up,
+    /// Stop every process of the cluster by its saved PID and remove its state.
+    Down,
+    /// Say which components run and whether the API server is ready.
+    Status,
+    /// Print the `KUBECONFIG` and `PATH` exports for the cluster and its tools.
+    Env,
+    /// Only build (or verify the cache of) the Go tools, without starting anything.
+    Build,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Cluster { action, opts } => {
+            let cluster = cluster::Cluster::new(&opts);
+            match action {
+                ClusterAction::Up => cluster.up().map(|_| ()),
+                ClusterAction::Down => cluster.down(),
+                ClusterAction::Status => cluster.status(),
+                ClusterAction::Env => cluster.print_env(),
+                ClusterAction::Build => cluster::tools::ensure_built(&cluster.paths).map(|_| ()),
+            }
+        }
+        Task::Test(opts) => test::run(&opts),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
