@@ -3,6 +3,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod render_cmd;
+
 /// Headway: a GitOps deployment controller for Kubernetes, built for fast recovery.
 #[derive(Parser)]
 #[command(name = "headway", version, about)]
@@ -15,11 +17,14 @@ struct Cli {
 enum Command {
     /// Print the version and the git commit this binary was built from.
     Version,
+    /// Render a directory (plain YAML, Kustomize or Helm) and print its manifests.
+    Render(render_cmd::RenderArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Render(args) => render_cmd::run(args)?,
         Command::Version => {
             println!(
                 "headway {} (commit {})",

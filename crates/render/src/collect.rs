@@ -93,7 +93,7 @@ pub(crate) fn check_duplicates(manifests: &[Manifest], errors: &mut Vec<RenderEr
                 v.insert(&m.source);
             }
             Entry::Occupied(o) => errors.push(RenderError::DuplicateObject {
-                id: m.id.clone(),
+                id: Box::new(m.id.clone()),
                 first: (*o.get()).clone(),
                 second: m.source.clone(),
             }),

@@ -92,7 +92,7 @@ pub enum RenderError {
     #[error("{id} is defined twice: in {first} and in {second}")]
     DuplicateObject {
         /// The identity both documents share.
-        id: ObjectRef,
+        id: Box<ObjectRef>,
         /// The first definition.
         first: SourceLocation,
         /// The later definition.
