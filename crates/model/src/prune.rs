@@ -190,6 +190,20 @@ pub fn is_immutable_error(http_status: u16, reason: &str, message: &str) -> bool
         || message.contains("immutable field")
 }
 
+/// Whether an apply error can only be resolved by deleting and recreating the object: the server
+/// rejected the change (HTTP 422 or 409, or reason `Invalid`) and says a field cannot change
+/// (`field is immutable`, `immutable field`, `may not change once set`, as the API server words
+/// it for Job templates, selectors and Service cluster IPs).
+///
+/// Narrower than [`is_immutable_error`]: a plain validation error (reason `Invalid` for a bad
+/// value) would fail again after the deletion, leaving the object deleted.
+pub fn is_recreate_error(http_status: u16, reason: &str, message: &str) -> bool {
+    let rejected = http_status == 422 || http_status == 409 || reason == "Invalid";
+    let says_immutable =
+        message.contains("immutable") || message.contains("may not change once set");
+    rejected && says_immutable
+}
+
 /// A desired set known to be complete: the whole source was fetched and rendered without error.
 ///
 /// This is the proof the prune planner asks for: build it only from the successful result of a
@@ -632,6 +646,35 @@ mod tests {
         ] {
             assert_eq!(
                 is_immutable_error(status, reason, message),
+                expected,
+                "{status} {reason} {message}"
+            );
+        }
+        for (status, reason, message, expected) in [
+            (
+                422,
+                "Invalid",
+                "Job.batch \"j\" is invalid: spec.template: Invalid value: ...: field is immutable",
+                true,
+            ),
+            (
+                422,
+                "Invalid",
+                "spec.clusterIPs[0]: Invalid value: []string{\"10.0.0.9\"}: may not change once set",
+                true,
+            ),
+            (409, "Conflict", "spec.selector: immutable field", true),
+            (
+                422,
+                "Invalid",
+                "spec.replicas: Invalid value: -1: must be >= 0",
+                false,
+            ),
+            (500, "InternalError", "field is immutable", false),
+            (404, "NotFound", "", false),
+        ] {
+            assert_eq!(
+                is_recreate_error(status, reason, message),
                 expected,
                 "{status} {reason} {message}"
             );

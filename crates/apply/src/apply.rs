@@ -1,0 +1,516 @@
+//! Staged server-side apply of a prepared set, with change detection.
+//!
+//! Each [`Stage`] is applied with at most [`EngineOptions::concurrency`] requests in flight,
+//! started in apply order; after the Definitions and Classes stages the engine waits until their
+//! objects are Current (CRDs Established, Namespaces Active), and after Definitions it re-runs
+//! discovery when a CRD changed, so custom resources of CRDs applied in the same sync resolve. A
+//! stage with a failed object stops the apply: later stages are reported as skipped.
+//!
+//! # Change detection
+//! Before a stage, the engine lists the metadata of the sync's live objects, one request per
+//! resource (selected by the ownership labels). An object is skipped as unchanged only when all
+//! of these hold, and applied otherwise:
+//! - this engine applied it before and remembers what it applied (digest) and what the server
+//!   returned (uid, `generation`, `resourceVersion`);
+//! - the desired object's digest equals the one applied;
+//! - the live object has the same uid (not deleted and recreated), the same `generation` (for
+//!   kinds that track it, a spec change by anyone bumps it; status updates do not) or, for kinds
+//!   without a generation, the same `resourceVersion` (any write bumps it);
+//! - the live labels and annotations still contain the desired ones with the desired values.
+//!
+//! A hand edit of the spec, of a desired label or annotation, or a deletion is therefore always
+//! re-applied. After a restart the memory is empty and every object is applied once; a
+//! server-side apply that changes nothing does not write, so the resourceVersions stay.
+//!
+//! Created, configured and unchanged are told from the listed `resourceVersion` and the one the
+//! apply returned; an object absent from the list was created when the returned object has no
+//! field manager other than Headway.
+//!
+//! With self-heal off, an object is applied only when its digest differs from the one recorded
+//! in the inventory (a change in the source); hand edits and deletions are left alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use headway_model::changeset::{Action, ChangeSet};
+use headway_model::inventory::{DigestPrefix, Inventory};
+use headway_model::order::into_stages;
+use headway_model::prune::{SyncOwner, force_enabled};
+use headway_model::{Digest, Manifest, ObjectRef};
+use kube::api::{
+    DeleteParams, DynamicObject, ObjectMeta, PartialObjectMeta, Patch, PatchParams, Preconditions,
+};
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::calls::{Calls, owner_selector};
+use crate::engine::{Engine, SyncRequest};
+use crate::health::wait_current;
+use crate::{ApiCatalog, FIELD_MANAGER, Resolved, error_message};
+
+/// What the engine remembers of an object it applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AppliedState {
+    pub digest: Digest,
+    pub uid: String,
+    pub generation: Option<i64>,
+    pub resource_version: String,
+}
+
+impl AppliedState {
+    fn of(digest: &Digest, meta: &ObjectMeta) -> Option<Self> {
+        Some(AppliedState {
+            digest: *digest,
+            uid: meta.uid.clone()?,
+            generation: meta.generation.filter(|g| *g > 0),
+            resource_version: meta.resource_version.clone()?,
+        })
+    }
+}
+
+/// What was known of an object before it was applied.
+#[derive(Debug, Clone)]
+enum Before {
+    /// Listed with our labels.
+    Live(Box<PartialObjectMeta<DynamicObject>>),
+    /// Not in the list of objects with our labels (absent, or not labelled as ours).
+    NotListed,
+    /// The list failed.
+    Unknown,
+}
+
+/// How to decide which objects to apply.
+#[derive(Debug, Clone, Copy)]
+enum Detect<'a> {
+    /// Against the live objects and the engine's memory (self-heal).
+    Live,
+    /// Against the digests of the previous inventory only (no self-heal).
+    Inventory(&'a Inventory),
+    /// Apply everything.
+    All,
+}
+
+/// The result of the apply step of a sync.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ApplyOutcome {
+    pub changes: ChangeSet,
+    pub failure: Option<String>,
+    pub timings: Vec<(String, Duration)>,
+}
+
+impl Engine {
+    /// Applies a prepared set stage by stage.
+    pub(crate) async fn apply_set(
+        &self,
+        calls: &Calls,
+        req: &SyncRequest,
+        manifests: &[Manifest],
+        previous: &Inventory,
+    ) -> ApplyOutcome {
+        let detect = if req.rebuild {
+            Detect::All
+        } else if req.self_heal {
+            Detect::Live
+        } else {
+            Detect::Inventory(previous)
+        };
+        let mut out = ApplyOutcome::default();
+        for (stage, manifests) in into_stages(manifests.to_vec()) {
+            if let Some(failure) = &out.failure {
+                let first_line = failure.lines().next().unwrap_or_default().to_string();
+                for m in manifests {
+                    out.changes
+                        .push(m.id, Action::Skipped(format!("not applied: {first_line}")));
+                }
+                continue;
+            }
+            let started = Instant::now();
+            let mut catalog = self.catalog();
+            if manifests
+                .iter()
+                .any(|m| catalog.resolve(&m.api_version, &m.id.kind).is_none())
+            {
+                // Kinds served since the last discovery (e.g. CRDs applied by another sync).
+                match self.refresh_discovery(calls).await {
+                    Ok(c) => catalog = c,
+                    Err(e) => warn!(error = %e, "re-running discovery"),
+                }
+            }
+            let actions = self
+                .apply_stage(calls, req, &catalog, &manifests, detect)
+                .await;
+            let failed = actions
+                .iter()
+                .filter(|a| matches!(a, Action::Failed(_)))
+                .count();
+            let changed_crd = manifests.iter().zip(&actions).any(|(m, a)| {
+                m.id.kind == "CustomResourceDefinition"
+                    && matches!(a, Action::Created | Action::Configured)
+            });
+            for (m, action) in manifests.iter().zip(actions) {
+                debug!(object = %m.id, %action, "applied");
+                out.changes.push(m.id.clone(), action);
+            }
+            info!(sync = %req.owner, %stage, objects = manifests.len(), elapsed_ms = started.elapsed().as_millis() as u64, "stage applied");
+            if failed > 0 {
+                out.failure = Some(format!(
+                    "{failed} object(s) failed to apply in the {stage} stage"
+                ));
+            } else if stage.waits() {
+                let refs: Vec<&Manifest> = manifests.iter().collect();
+                let timeout = self
+                    .options
+                    .stage_timeout
+                    .min(req.timeout.max(Duration::from_secs(1)));
+                let waited = wait_current(
+                    calls,
+                    &catalog,
+                    &req.owner,
+                    &refs,
+                    timeout,
+                    self.options.poll_interval,
+                    self.options.concurrency,
+                )
+                .await;
+                if let Some(reason) = waited.failure {
+                    warn!(sync = %req.owner, %stage, %reason, "stage did not become ready");
+                    out.failure = Some(format!("the {stage} stage did not become ready: {reason}"));
+                }
+            }
+            if out.failure.is_none()
+                && stage.rediscover_after()
+                && changed_crd
+                && let Err(e) = self.refresh_discovery(calls).await
+            {
+                out.failure = Some(e.to_string());
+            }
+            out.timings
+                .push((format!("apply {stage}"), started.elapsed()));
+        }
+        out
+    }
+
+    /// Applies the objects of one stage; the actions are in the order of `manifests`.
+    async fn apply_stage(
+        &self,
+        calls: &Calls,
+        req: &SyncRequest,
+        catalog: &ApiCatalog,
+        manifests: &[Manifest],
+        detect: Detect<'_>,
+    ) -> Vec<Action> {
+        let mut actions: Vec<Option<Action>> = vec![None; manifests.len()];
+        let mut resolved: Vec<Option<Resolved>> = Vec::with_capacity(manifests.len());
+        for (i, m) in manifests.iter().enumerate() {
+            let r = catalog.resolve(&m.api_version, &m.id.kind).cloned();
+            if r.is_none() {
+                actions[i] = Some(Action::Failed(format!(
+                    "{} {} is not served by the API server",
+                    m.api_version, m.id.kind
+                )));
+            }
+            resolved.push(r);
+        }
+        // Objects the inventory says are unchanged in the source (no self-heal).
+        if let Detect::Inventory(previous) = detect {
+            for (i, m) in manifests.iter().enumerate() {
+                let same = previous.entries.get(&m.id).is_some_and(|e| {
+                    e.api_version == m.api_version && DigestPrefix::of(&m.digest) == e.digest
+                });
+                if same && actions[i].is_none() {
+                    actions[i] = Some(Action::Unchanged);
+                }
+            }
+        }
+        let before = self
+            .list_before(calls, &req.owner, manifests, &resolved, &actions)
+            .await;
+        let mut todo: Vec<usize> = Vec::new();
+        for i in 0..manifests.len() {
+            if actions[i].is_some() {
+                continue;
+            }
+            if matches!(detect, Detect::Live)
+                && self.unchanged_since_applied(&req.owner, &manifests[i], &before[i])
+            {
+                actions[i] = Some(Action::Unchanged);
+            } else {
+                todo.push(i);
+            }
+        }
+        let results: Vec<(usize, Action)> = stream::iter(todo)
+            .map(|i| {
+                let resolved = resolved[i]
+                    .as_ref()
+                    .expect("unresolved objects already failed");
+                let before = &before[i];
+                async move {
+                    (
+                        i,
+                        self.apply_one(calls, req, &manifests[i], resolved, before)
+                            .await,
+                    )
+                }
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        for (i, action) in results {
+            actions[i] = Some(action);
+        }
+        actions
+            .into_iter()
+            .map(|a| a.expect("every object decided"))
+            .collect()
+    }
+
+    /// The live metadata of the objects still undecided, one list per resource.
+    async fn list_before(
+        &self,
+        calls: &Calls,
+        owner: &SyncOwner,
+        manifests: &[Manifest],
+        resolved: &[Option<Resolved>],
+        decided: &[Option<Action>],
+    ) -> Vec<Before> {
+        let mut groups: BTreeMap<(String, String, String), (Resolved, Vec<usize>)> =
+            BTreeMap::new();
+        for (i, r) in resolved.iter().enumerate() {
+            if let (Some(r), None) = (r, &decided[i]) {
+                let key = (
+                    r.resource.group.clone(),
+                    r.resource.version.clone(),
+                    r.resource.plural.clone(),
+                );
+                groups
+                    .entry(key)
+                    .or_insert_with(|| (r.clone(), Vec::new()))
+                    .1
+                    .push(i);
+            }
+        }
+        let selector = owner_selector(owner);
+        let mut before = vec![Before::Unknown; manifests.len()];
+        for (r, indices) in groups.into_values() {
+            let namespaces: BTreeSet<Option<String>> = indices
+                .iter()
+                .map(|&i| manifests[i].id.namespace.clone())
+                .collect();
+            match calls.list_metadata(&r, &selector, &namespaces).await {
+                Ok(mut items) => {
+                    for i in indices {
+                        let id = &manifests[i].id;
+                        before[i] = match items.remove(&(id.namespace.clone(), id.name.clone())) {
+                            Some(meta) => Before::Live(Box::new(meta)),
+                            None => Before::NotListed,
+                        };
+                    }
+                }
+                Err(e) => {
+                    warn!(resource = %r.resource.plural, error = %error_message(&e), "listing live objects; applying them all")
+                }
+            }
+        }
+        before
+    }
+
+    /// Whether the engine's memory proves the live object is what it applied (see the module
+    /// documentation).
+    fn unchanged_since_applied(&self, owner: &SyncOwner, m: &Manifest, before: &Before) -> bool {
+        let Before::Live(live) = before else {
+            return false;
+        };
+        let applied = self.applied.lock().expect("applied cache lock");
+        let Some(state) = applied.get(&(owner.clone(), m.id.clone())) else {
+            return false;
+        };
+        let meta = &live.metadata;
+        let same_version = match state.generation {
+            Some(g) => meta.generation == Some(g),
+            None => meta.resource_version.as_deref() == Some(state.resource_version.as_str()),
+        };
+        state.digest == m.digest
+            && meta.uid.as_deref() == Some(state.uid.as_str())
+            && same_version
+            && contains_all(m.object.pointer("/metadata/labels"), meta.labels.as_ref())
+            && contains_all(
+                m.object.pointer("/metadata/annotations"),
+                meta.annotations.as_ref(),
+            )
+    }
+
+    fn remember(&self, owner: &SyncOwner, m: &Manifest, meta: &ObjectMeta) {
+        let mut applied = self.applied.lock().expect("applied cache lock");
+        match AppliedState::of(&m.digest, meta) {
+            Some(state) => applied.insert((owner.clone(), m.id.clone()), state),
+            None => applied.remove(&(owner.clone(), m.id.clone())),
+        };
+    }
+
+    pub(crate) fn forget(&self, owner: &SyncOwner, id: &ObjectRef) {
+        self.applied
+            .lock()
+            .expect("applied cache lock")
+            .remove(&(owner.clone(), id.clone()));
+    }
+
+    /// Applies one object; recreates it on an immutable-field error when opted in.
+    async fn apply_one(
+        &self,
+        calls: &Calls,
+        req: &SyncRequest,
+        m: &Manifest,
+        resolved: &Resolved,
+        before: &Before,
+    ) -> Action {
+        let api = calls.api(resolved, m.id.namespace.as_deref());
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        calls.count();
+        let error = match api
+            .patch(&m.id.name, &params, &Patch::Apply(&m.object))
+            .await
+        {
+            Ok(after) => {
+                let action = self.classify(&req.owner, m, before, &after.metadata);
+                self.remember(&req.owner, m, &after.metadata);
+                return action;
+            }
+            Err(e) => e,
+        };
+        self.forget(&req.owner, &m.id);
+        let kube::Error::Api(status) = &error else {
+            return Action::Failed(error_message(&error));
+        };
+        if !headway_model::prune::is_recreate_error(status.code, &status.reason, &status.message) {
+            return Action::Failed(error_message(&error));
+        }
+        if !(req.force || force_enabled(&m.object)) {
+            return Action::Failed(format!(
+                "{}; an immutable field changed: set the annotation {}: {} on the object (or force on the sync) to delete and recreate it",
+                error_message(&error),
+                headway_model::prune::ANNOTATION_FORCE,
+                headway_model::prune::FORCE_ENABLED,
+            ));
+        }
+        info!(object = %m.id, reason = %status.message, "immutable field changed: recreating");
+        match self.recreate(calls, &api, m).await {
+            Ok(meta) => {
+                self.remember(&req.owner, m, &meta);
+                Action::Configured
+            }
+            Err(e) => Action::Failed(format!(
+                "recreating after \"{}\": {e}",
+                error_message(&error)
+            )),
+        }
+    }
+
+    /// Created, configured or unchanged, from what was listed before and what the apply returned.
+    fn classify(
+        &self,
+        owner: &SyncOwner,
+        m: &Manifest,
+        before: &Before,
+        after: &ObjectMeta,
+    ) -> Action {
+        match before {
+            Before::Live(live) => {
+                if live.metadata.resource_version == after.resource_version
+                    && live.metadata.uid == after.uid
+                {
+                    Action::Unchanged
+                } else {
+                    Action::Configured
+                }
+            }
+            Before::NotListed | Before::Unknown => {
+                let known_uid = self
+                    .applied
+                    .lock()
+                    .expect("applied cache lock")
+                    .get(&(owner.clone(), m.id.clone()))
+                    .map(|s| s.uid.clone());
+                let only_ours = after
+                    .managed_fields
+                    .iter()
+                    .flatten()
+                    .all(|f| f.manager.as_deref() == Some(FIELD_MANAGER));
+                if only_ours && known_uid.as_ref() != after.uid.as_ref() {
+                    Action::Created
+                } else {
+                    Action::Configured
+                }
+            }
+        }
+    }
+
+    /// Deletes the object (if it exists), waits until it is gone and applies it again.
+    async fn recreate(
+        &self,
+        calls: &Calls,
+        api: &kube::Api<DynamicObject>,
+        m: &Manifest,
+    ) -> Result<ObjectMeta, String> {
+        calls.count();
+        let live = api
+            .get_metadata_opt(&m.id.name)
+            .await
+            .map_err(|e| format!("reading: {}", error_message(&e)))?;
+        let Some(live) = live else {
+            return Err("the object does not exist, so it is not recreated".into());
+        };
+        let mut dp = DeleteParams::background();
+        dp.preconditions = Some(Preconditions {
+            uid: live.metadata.uid.clone(),
+            resource_version: None,
+        });
+        calls.count();
+        match api.delete(&m.id.name, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(format!("deleting: {}", error_message(&e))),
+        }
+        let deadline = Instant::now() + self.options.stage_timeout;
+        loop {
+            calls.count();
+            match api.get_metadata_opt(&m.id.name).await {
+                Ok(None) => break,
+                Ok(Some(o)) if o.metadata.uid != live.metadata.uid => break,
+                Ok(Some(_)) if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "still present {:?} after its deletion",
+                        self.options.stage_timeout
+                    ));
+                }
+                Ok(Some(_)) => {
+                    tokio::time::sleep(self.options.poll_interval.min(Duration::from_millis(200)))
+                        .await
+                }
+                Err(e) => return Err(format!("waiting for the deletion: {}", error_message(&e))),
+            }
+        }
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        calls.count();
+        let after = api
+            .patch(&m.id.name, &params, &Patch::Apply(&m.object))
+            .await
+            .map_err(|e| format!("applying after the deletion: {}", error_message(&e)))?;
+        Ok(after.metadata)
+    }
+}
+
+/// Whether every key of the desired string map has the same value in the live one.
+fn contains_all(desired: Option<&Value>, live: Option<&BTreeMap<String, String>>) -> bool {
+    let Some(desired) = desired.and_then(Value::as_object) else {
+        return true;
+    };
+    desired.iter().all(|(k, v)| {
+        let live_value = live.and_then(|l| l.get(k));
+        match v.as_str() {
+            Some(s) => live_value.map(String::as_str) == Some(s),
+            None => v.is_null() && live_value.is_none(),
+        }
+    })
+}

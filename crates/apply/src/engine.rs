@@ -1,0 +1,578 @@
+//! The engine: the facade the controller and the CLI call. One [`Engine`] per process, shared
+//! (`Arc<Engine>`) by every sync; its methods take `&self` and may run concurrently for different
+//! syncs (discovery sits behind a lock, the memory of applied objects behind a mutex).
+//!
+//! A sync ([`Engine::sync`]) is a pipeline with one failure step each:
+//! 1. prepare the rendered set (scopes, namespaces, normalisation, ownership labels); a set that
+//!    cannot be prepared is an error and nothing is written;
+//! 2. read the previous inventory from the cluster;
+//! 3. apply stage by stage ([`SyncStep::Apply`]);
+//! 4. record the inventory: the previous one plus everything applied;
+//! 5. prune, when asked and when the apply succeeded ([`SyncStep::Prune`]), and record the
+//!    inventory without the objects deleted or left alone;
+//! 6. wait until every desired object is Current, when asked ([`SyncStep::Health`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use headway_model::changeset::{Action, ChangeSet};
+use headway_model::drift::{FieldDiff, diff, render_missing, render_text};
+use headway_model::health::Health;
+use headway_model::inventory::{DigestPrefix, Inventory, InventoryEntry};
+use headway_model::prune::{PrunePolicy, RenderedSet, SyncOwner, plan_prune};
+use headway_model::{Manifest, ObjectRef};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::apply::AppliedState;
+use crate::calls::Calls;
+use crate::health::{read_live, wait_current};
+use crate::prepare::{PrepareError, Target, prepare};
+use crate::{ApiCatalog, ApplyError, store};
+
+/// Tuning of an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Requests in flight at once within one sync (applies, deletes, reads).
+    pub concurrency: usize,
+    /// Longest wait for the Definitions and Classes stages to become Current.
+    pub stage_timeout: Duration,
+    /// Longest interval between two health reads while waiting (the first reads are faster).
+    pub poll_interval: Duration,
+    /// Largest inventory shard, in bytes of text (see [`store`]).
+    pub inventory_shard_bytes: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            concurrency: 32,
+            stage_timeout: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            inventory_shard_bytes: store::DEFAULT_SHARD_BYTES,
+        }
+    }
+}
+
+/// One sync to perform.
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    /// The sync: its ownership labels go on every object, its inventory lives in its namespace.
+    pub owner: SyncOwner,
+    /// Namespace of namespaced objects that name none.
+    pub default_namespace: String,
+    /// The complete render of the source (a failed render has no `RenderedSet`, so it cannot be
+    /// synced, and nothing is pruned).
+    pub set: RenderedSet,
+    /// Delete objects of the previous inventory that left the set.
+    pub prune: bool,
+    /// Wait until every object is Current (at most `timeout`).
+    pub wait: bool,
+    /// Longest health wait.
+    pub timeout: Duration,
+    /// Delete and recreate objects whose apply fails on an immutable field (per object: the
+    /// annotation `headway.dev/force: enabled`).
+    pub force: bool,
+    /// Allow an empty set to prune everything previously applied.
+    pub allow_empty: bool,
+    /// Largest share (0.0 to 1.0) of the previous inventory one prune may delete; `None`: the
+    /// default of one half (deleting up to 5 objects is always allowed). `Some(1.0)` disables the
+    /// guard.
+    pub max_prune_fraction: Option<f64>,
+    /// Bypass every cache: re-run discovery and apply every object.
+    pub rebuild: bool,
+    /// Re-apply objects changed or deleted by hand (drift) even when the source did not change.
+    /// Off: only objects whose desired state changed since the last apply are applied.
+    pub self_heal: bool,
+}
+
+impl SyncRequest {
+    /// A request with the safe defaults: no prune, no wait (timeout 5 minutes), no force, empty
+    /// sets refused, the mass-deletion guard on, caches used, self-heal on.
+    pub fn new(owner: SyncOwner, default_namespace: impl Into<String>, set: RenderedSet) -> Self {
+        SyncRequest {
+            owner,
+            default_namespace: default_namespace.into(),
+            set,
+            prune: false,
+            wait: false,
+            timeout: Duration::from_secs(300),
+            force: false,
+            allow_empty: false,
+            max_prune_fraction: None,
+            rebuild: false,
+            self_heal: true,
+        }
+    }
+
+    fn prune_policy(&self) -> PrunePolicy {
+        let mut policy = PrunePolicy {
+            enabled: self.prune,
+            allow_empty: self.allow_empty,
+            ..PrunePolicy::default()
+        };
+        if let Some(f) = self.max_prune_fraction {
+            if f >= 1.0 {
+                policy.allow_mass_delete = true;
+            } else {
+                policy.max_delete_percent = (f.max(0.0) * 100.0).round() as u8;
+            }
+        }
+        policy
+    }
+}
+
+/// The step of a sync that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncStep {
+    Apply,
+    Prune,
+    Health,
+}
+
+impl std::fmt::Display for SyncStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyncStep::Apply => "apply",
+            SyncStep::Prune => "prune",
+            SyncStep::Health => "health",
+        })
+    }
+}
+
+/// Why a sync did not fully succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncFailure {
+    pub step: SyncStep,
+    /// What went wrong; lists every object concerned (failed applies, objects not Current).
+    pub message: String,
+}
+
+impl std::fmt::Display for SyncFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed: {}", self.step, self.message)
+    }
+}
+
+/// What a sync did.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    /// Per object: applied (created, configured, unchanged, failed, skipped), then pruned.
+    pub changes: ChangeSet,
+    /// Duration of each step: `apply definitions`, `apply classes`, `apply workloads`, `prune`,
+    /// `wait`.
+    pub timings: Vec<(String, Duration)>,
+    /// The last health seen of each desired object (only when waited).
+    pub health: Vec<(ObjectRef, Health)>,
+    /// The first step that failed, if any.
+    pub failure: Option<SyncFailure>,
+    /// API requests made by this sync.
+    pub requests: u64,
+    /// Entries of the inventory recorded at the end.
+    pub inventory_len: usize,
+}
+
+impl SyncReport {
+    /// Whether every step succeeded.
+    pub fn is_ok(&self) -> bool {
+        self.failure.is_none() && self.changes.is_ok()
+    }
+}
+
+/// The drift of one desired object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriftState {
+    /// The live object has every desired field.
+    InSync,
+    /// Fields that differ (desired vs live).
+    Drifted(Vec<FieldDiff>),
+    /// The object does not exist.
+    Missing,
+    /// It could not be read.
+    Error(String),
+}
+
+/// Live versus desired, per object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftReport {
+    /// Every desired object, in apply order.
+    pub objects: Vec<(ObjectRef, DriftState)>,
+    /// Objects of the inventory that the set no longer has (a prune would delete them).
+    pub stale: Vec<ObjectRef>,
+    /// API requests made.
+    pub requests: u64,
+}
+
+impl DriftReport {
+    /// Whether anything differs (drifted or missing objects, stale ones).
+    pub fn has_drift(&self) -> bool {
+        !self.stale.is_empty()
+            || self
+                .objects
+                .iter()
+                .any(|(_, s)| matches!(s, DriftState::Drifted(_) | DriftState::Missing))
+    }
+
+    /// Whether some object could not be read.
+    pub fn has_errors(&self) -> bool {
+        self.objects
+            .iter()
+            .any(|(_, s)| matches!(s, DriftState::Error(_)))
+    }
+
+    /// The differences for the CLI: one block per drifted object, a line per missing, stale or
+    /// unreadable one; empty when everything is in sync.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for (id, state) in &self.objects {
+            match state {
+                DriftState::InSync => {}
+                DriftState::Drifted(diffs) => out.push_str(&render_text(id, diffs)),
+                DriftState::Missing => out.push_str(&render_missing(id)),
+                DriftState::Error(e) => out.push_str(&format!("{id}: cannot be read: {e}\n")),
+            }
+        }
+        for id in &self.stale {
+            out.push_str(&format!(
+                "{id}: no longer in the source (prune would delete it)\n"
+            ));
+        }
+        out
+    }
+}
+
+/// The apply engine (see the module documentation).
+pub struct Engine {
+    pub(crate) client: kube::Client,
+    catalog: RwLock<Arc<ApiCatalog>>,
+    /// What this engine applied, per sync and object (see `apply` for its use).
+    pub(crate) applied: Mutex<HashMap<(SyncOwner, ObjectRef), AppliedState>>,
+    pub(crate) options: EngineOptions,
+}
+
+impl Engine {
+    /// An engine with fresh discovery.
+    pub async fn new(client: kube::Client, options: EngineOptions) -> Result<Engine, ApplyError> {
+        let catalog = ApiCatalog::load(client.clone())
+            .await
+            .map_err(ApplyError::Discovery)?;
+        Ok(Engine {
+            client,
+            catalog: RwLock::new(Arc::new(catalog)),
+            applied: Mutex::new(HashMap::new()),
+            options,
+        })
+    }
+
+    /// The client the engine uses.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// The engine's options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// The current discovery.
+    pub fn catalog(&self) -> Arc<ApiCatalog> {
+        self.catalog.read().expect("catalog lock").clone()
+    }
+
+    /// Runs discovery again and uses it from now on.
+    pub(crate) async fn refresh_discovery(
+        &self,
+        calls: &Calls,
+    ) -> Result<Arc<ApiCatalog>, ApplyError> {
+        calls.count();
+        calls.count();
+        let fresh = Arc::new(
+            ApiCatalog::load(self.client.clone())
+                .await
+                .map_err(ApplyError::Discovery)?,
+        );
+        *self.catalog.write().expect("catalog lock") = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// Forgets what was applied for every sync (the next syncs apply every object once).
+    pub fn clear_cache(&self) {
+        self.applied.lock().expect("applied cache lock").clear();
+    }
+
+    /// Prepares a set, re-running discovery once if some kind is unknown.
+    async fn prepare(
+        &self,
+        calls: &Calls,
+        set: &RenderedSet,
+        target: &Target,
+        rediscover: bool,
+    ) -> Result<RenderedSet, ApplyError> {
+        let mut catalog = self.catalog();
+        if rediscover {
+            catalog = self.refresh_discovery(calls).await?;
+        }
+        match prepare(set.clone(), &catalog, target) {
+            Err(PrepareError::UnknownKinds(_)) if !rediscover => {
+                let catalog = self.refresh_discovery(calls).await?;
+                Ok(prepare(set.clone(), &catalog, target)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Applies, prunes and waits for one sync; never prunes unless the set is a complete render
+    /// (a [`RenderedSet`]), the apply succeeded, and the guards allow it.
+    ///
+    /// Errors are for what prevents any per-object result (discovery, an unpreparable set, the
+    /// inventory); everything else is in the report.
+    pub async fn sync(&self, req: &SyncRequest) -> Result<SyncReport, ApplyError> {
+        let calls = Calls::new(self.client.clone());
+        let target = Target {
+            default_namespace: req.default_namespace.clone(),
+            owner: req.owner.clone(),
+        };
+        let prepared = self.prepare(&calls, &req.set, &target, req.rebuild).await?;
+        let previous = store::read(&calls, &req.owner).await?;
+        let mut report = SyncReport {
+            changes: ChangeSet::new(),
+            timings: Vec::new(),
+            health: Vec::new(),
+            failure: None,
+            requests: 0,
+            inventory_len: previous.len(),
+        };
+
+        // Apply.
+        let applied = self
+            .apply_set(&calls, req, prepared.manifests(), &previous)
+            .await;
+        report.timings.extend(applied.timings);
+        if let Some(message) = applied.failure {
+            report.failure = Some(SyncFailure {
+                step: SyncStep::Apply,
+                message: with_failures(message, &applied.changes),
+            });
+        }
+        let results: HashMap<&ObjectRef, &Action> = applied
+            .changes
+            .changes
+            .iter()
+            .map(|c| (&c.id, &c.action))
+            .collect();
+        report.changes = applied.changes.clone();
+
+        // Inventory: everything previously applied, plus what is applied now.
+        let mut inventory = previous.clone();
+        for m in prepared.manifests() {
+            let ok = matches!(
+                results.get(&m.id),
+                Some(Action::Created | Action::Configured | Action::Unchanged)
+            );
+            if ok {
+                inventory.insert(m.id.clone(), entry_of(m));
+            }
+        }
+        self.record(&calls, &req.owner, &previous, &inventory)
+            .await?;
+
+        // Prune.
+        if req.prune && report.failure.is_none() {
+            let started = Instant::now();
+            match plan_prune(&previous, &prepared, &req.prune_policy()) {
+                Err(refused) => {
+                    warn!(sync = %req.owner, %refused, "prune refused");
+                    report.failure = Some(SyncFailure {
+                        step: SyncStep::Prune,
+                        message: refused.to_string(),
+                    });
+                }
+                Ok(plan) => {
+                    let pruned = self
+                        .delete_objects(&calls, &req.owner, plan.candidates)
+                        .await;
+                    let before = inventory.clone();
+                    for c in &pruned.changes {
+                        if !matches!(c.action, Action::Failed(_)) {
+                            inventory.entries.remove(&c.id);
+                        }
+                    }
+                    self.record(&calls, &req.owner, &before, &inventory).await?;
+                    if !pruned.is_ok() {
+                        let message = with_failures(
+                            String::from("some objects could not be deleted"),
+                            &pruned,
+                        );
+                        report.failure = Some(SyncFailure {
+                            step: SyncStep::Prune,
+                            message,
+                        });
+                    }
+                    report.changes.extend(pruned);
+                }
+            }
+            report.timings.push(("prune".into(), started.elapsed()));
+        }
+        report.inventory_len = inventory.len();
+
+        // Health.
+        if req.wait && report.failure.is_none() {
+            let started = Instant::now();
+            let refs: Vec<&Manifest> = prepared.manifests().iter().collect();
+            let catalog = self.catalog();
+            let waited = wait_current(
+                &calls,
+                &catalog,
+                &req.owner,
+                &refs,
+                req.timeout,
+                self.options.poll_interval,
+                self.options.concurrency,
+            )
+            .await;
+            report.health = waited.health;
+            if let Some(message) = waited.failure {
+                report.failure = Some(SyncFailure {
+                    step: SyncStep::Health,
+                    message,
+                });
+            }
+            report.timings.push(("wait".into(), started.elapsed()));
+        }
+        report.requests = calls.requests();
+        info!(sync = %req.owner, changes = %report.changes, requests = report.requests, failure = ?report.failure.as_ref().map(|f| f.step), "sync done");
+        Ok(report)
+    }
+
+    async fn record(
+        &self,
+        calls: &Calls,
+        owner: &SyncOwner,
+        before: &Inventory,
+        after: &Inventory,
+    ) -> Result<(), ApplyError> {
+        if before == after {
+            return Ok(());
+        }
+        store::write(calls, owner, after, self.options.inventory_shard_bytes).await
+    }
+
+    /// Live versus desired without writing (for `headway diff` and drift checks): per desired
+    /// object in sync, drifted (field paths, Secret values masked) or missing, and the objects
+    /// of the inventory the set no longer has.
+    pub async fn drift(
+        &self,
+        owner: &SyncOwner,
+        set: &RenderedSet,
+        default_namespace: &str,
+    ) -> Result<DriftReport, ApplyError> {
+        let calls = Calls::new(self.client.clone());
+        let target = Target {
+            default_namespace: default_namespace.to_string(),
+            owner: owner.clone(),
+        };
+        let prepared = self.prepare(&calls, set, &target, false).await?;
+        let mut manifests: Vec<&Manifest> = prepared.manifests().iter().collect();
+        manifests.sort_by(|a, b| headway_model::order::apply_cmp(&a.id, &b.id));
+        let catalog = self.catalog();
+        let live = read_live(
+            &calls,
+            &catalog,
+            owner,
+            &manifests,
+            self.options.concurrency,
+        )
+        .await;
+        let objects = manifests
+            .iter()
+            .zip(live)
+            .map(|(m, live)| {
+                let state = match live {
+                    Err(e) => DriftState::Error(e),
+                    Ok(None) => DriftState::Missing,
+                    Ok(Some(live)) => {
+                        let diffs = diff(&m.object, &live);
+                        if diffs.is_empty() {
+                            DriftState::InSync
+                        } else {
+                            DriftState::Drifted(diffs)
+                        }
+                    }
+                };
+                (m.id.clone(), state)
+            })
+            .collect();
+        let previous = store::read(&calls, owner).await?;
+        let stale = previous
+            .stale(&prepared.inventory())
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        Ok(DriftReport {
+            objects,
+            stale,
+            requests: calls.requests(),
+        })
+    }
+
+    /// Deletes everything in the inventory of `owner` (whose namespace is `namespace`), in
+    /// reverse apply order, only objects still carrying its ownership labels and not opted out;
+    /// then deletes the inventory itself, unless a deletion failed (then the failed objects stay
+    /// in it, to be retried).
+    pub async fn delete_all(
+        &self,
+        owner: &SyncOwner,
+        namespace: &str,
+    ) -> Result<ChangeSet, ApplyError> {
+        if owner.namespace() != namespace {
+            return Err(ApplyError::Inventory {
+                owner: owner.to_string(),
+                message: format!(
+                    "the inventory lives in the sync's namespace {}, not {namespace}",
+                    owner.namespace()
+                ),
+            });
+        }
+        let calls = Calls::new(self.client.clone());
+        let previous = store::read(&calls, owner).await?;
+        let candidates = previous.stale(&Inventory::new());
+        let changes = self.delete_objects(&calls, owner, candidates).await;
+        let failed: BTreeSet<&ObjectRef> = changes.failures().map(|c| &c.id).collect();
+        if failed.is_empty() {
+            store::remove(&calls, owner).await?;
+        } else {
+            let mut left = Inventory::new();
+            for (id, entry) in &previous.entries {
+                if failed.contains(id) {
+                    left.insert(id.clone(), entry.clone());
+                }
+            }
+            self.record(&calls, owner, &previous, &left).await?;
+        }
+        info!(sync = %owner, changes = %changes, requests = calls.requests(), "sync deleted");
+        Ok(changes)
+    }
+
+    /// The inventory recorded for `owner` (empty when none).
+    pub async fn inventory(&self, owner: &SyncOwner) -> Result<Inventory, ApplyError> {
+        store::read(&Calls::new(self.client.clone()), owner).await
+    }
+}
+
+fn entry_of(m: &Manifest) -> InventoryEntry {
+    InventoryEntry {
+        api_version: m.api_version.clone(),
+        digest: DigestPrefix::of(&m.digest),
+    }
+}
+
+/// `message` followed by one line per failed object.
+fn with_failures(message: String, changes: &ChangeSet) -> String {
+    let mut out = message;
+    for c in changes.failures() {
+        out.push('\n');
+        out.push_str(&c.to_string());
+    }
+    out
+}
