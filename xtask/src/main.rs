@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod cluster;
+mod codegen;
 mod paths;
 mod test;
 
@@ -24,6 +25,8 @@ enum Task {
         #[command(flatten)]
         opts: cluster::Options,
     },
+    /// Write the files generated from Rust types (the GitSync CRD); `--check` fails when stale.
+    Codegen(codegen::Options),
     /// Run every check CI runs: fmt, clippy, and the whole test suite against the local cluster.
     Test(test::Options),
 }
@@ -57,6 +60,7 @@ fn main() {
             }
         }
         Task::Test(opts) => test::run(&opts),
+        Task::Codegen(opts) => codegen::run(&paths::Paths::new(None).root, &opts),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

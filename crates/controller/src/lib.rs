@@ -1,2 +1,14 @@
-//! Controller: the GitSync custom resource and its reconcile pipeline (fetch, render, apply, prune, wait, status). Filled by the controller issue.
+//! Controller: the `GitSync` custom resource and the loop that keeps the cluster equal to git:
+//! fetch, render, apply, prune, wait, status, on every interval, on demand ("sync now") and as a
+//! rebuild that bypasses every cache and measures the time to recover.
+//!
+//! - [`crd`]: the resource, its schema and defaults ([`crd::crd_yaml`] feeds `cargo xtask codegen`).
+//! - [`conditions`]: status conditions and reasons.
+//! - [`schedule`]: the pure decisions: when to sync, backoff, stalls, dependencies.
 #![forbid(unsafe_code)]
+
+pub mod conditions;
+pub mod crd;
+pub mod schedule;
+
+pub use crd::{GitSync, GitSyncSpec, GitSyncStatus};
