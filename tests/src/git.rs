@@ -4,7 +4,7 @@
 //!
 //! Servers are child processes killed on drop (by the PID of the child). The tests that need them
 //! run only when `HEADWAY_GIT_TESTS=1`; then a missing binary is a failure, not a skip.
-#![allow(dead_code)]
+//! Used by the source tests, the CLI's `--repo` tests and the controller's end-to-end tests.
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -50,7 +50,11 @@ pub fn require(binary: &str) -> PathBuf {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs git with a fixed identity and no user or system configuration; panics with its output
@@ -97,13 +101,29 @@ impl Upstream {
         git(&bare, &["init", "-q", "--bare", "-b", "main"]);
         git(&work, &["init", "-q", "-b", "main"]);
         git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-        Upstream { dir, srv, bare, work }
+        Upstream {
+            dir,
+            srv,
+            bare,
+            work,
+        }
     }
 
     pub fn write(&self, path: &str, content: &str) -> &Self {
         let p = self.work.join(path);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, content).unwrap();
+        self
+    }
+
+    /// Removes a file (or directory) from the work tree; the next commit deletes it.
+    pub fn remove(&self, path: &str) -> &Self {
+        let p = self.work.join(path);
+        if p.is_dir() {
+            fs::remove_dir_all(p).unwrap();
+        } else {
+            fs::remove_file(p).unwrap();
+        }
         self
     }
 
@@ -117,7 +137,10 @@ impl Upstream {
     /// Commits everything and pushes `main`; returns the new commit id.
     pub fn commit(&self, message: &str) -> String {
         git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
         git(&self.work, &["push", "-q", "--force", "origin", "main"]);
         self.head()
     }
@@ -136,16 +159,25 @@ impl Upstream {
 
     pub fn tag(&self, name: &str, annotated: bool) {
         if annotated {
-            git(&self.work, &["tag", "-a", name, "-m", &format!("release {name}")]);
+            git(
+                &self.work,
+                &["tag", "-a", name, "-m", &format!("release {name}")],
+            );
         } else {
             git(&self.work, &["tag", name]);
         }
-        git(&self.work, &["push", "-q", "origin", &format!("refs/tags/{name}")]);
+        git(
+            &self.work,
+            &["push", "-q", "origin", &format!("refs/tags/{name}")],
+        );
     }
 
     /// Lets clients fetch any reachable commit by id (as GitHub and GitLab do).
     pub fn allow_sha_wants(&self) {
-        git(&self.bare, &["config", "uploadpack.allowReachableSHA1InWant", "true"]);
+        git(
+            &self.bare,
+            &["config", "uploadpack.allowReachableSHA1InWant", "true"],
+        );
     }
 }
 
@@ -188,7 +220,11 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("server not listening on {} after 15 s:\n{}", self.port, self.log_text());
+        panic!(
+            "server not listening on {} after 15 s:\n{}",
+            self.port,
+            self.log_text()
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -284,10 +320,17 @@ pub fn keygen(dir: &Path, name: &str) -> KeyPair {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     KeyPair {
         private: fs::read_to_string(&path).unwrap(),
-        public: fs::read_to_string(path.with_extension("pub")).unwrap().trim().to_string(),
+        public: fs::read_to_string(path.with_extension("pub"))
+            .unwrap()
+            .trim()
+            .to_string(),
     }
 }
 
@@ -309,7 +352,11 @@ pub fn ssh_server(upstream: &Upstream) -> Ssh {
     let port = free_port();
     let host_key = keygen(dir.path(), "host_ed25519");
     let client = keygen(dir.path(), "client_ed25519");
-    fs::write(dir.path().join("authorized_keys"), format!("{}\n", client.public)).unwrap();
+    fs::write(
+        dir.path().join("authorized_keys"),
+        format!("{}\n", client.public),
+    )
+    .unwrap();
     // sshd insists on its privilege separation directory.
     let _ = fs::create_dir_all("/run/sshd");
     let conf = dir.path().join("sshd_config");

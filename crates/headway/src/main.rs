@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod input;
 mod render_cmd;
 
 /// Headway: a GitOps deployment controller for Kubernetes, built for fast recovery.
@@ -17,7 +18,8 @@ struct Cli {
 enum Command {
     /// Print the version and the git commit this binary was built from.
     Version,
-    /// Render a directory (plain YAML, Kustomize or Helm) and print its manifests.
+    /// Render a directory or a git repository (plain YAML, Kustomize or Helm) and print its
+    /// manifests in apply order.
     Render(render_cmd::RenderArgs),
 }
 

@@ -1,5 +1,5 @@
-//! `headway render PATH`: renders a directory (plain YAML, Kustomize or Helm) and prints the
-//! manifests in apply order, or every error found, with exit code 1.
+//! `headway render PATH|--repo URL`: renders a directory (plain YAML, Kustomize or Helm) and
+//! prints the manifests in apply order, or every error found, with exit code 1.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,11 +9,14 @@ use clap::{Args, ValueEnum};
 use headway_model::Manifest;
 use headway_render::{RenderOptions, SourceType, output};
 
+use crate::input::InputArgs;
+
 /// Arguments of `headway render`.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// The directory to render.
-    pub path: PathBuf,
+    /// The directory to render, or the repository to fetch it from.
+    #[command(flatten)]
+    pub input: InputArgs,
     /// How to render it; `auto` detects a kustomization, then a Chart.yaml, else plain YAML.
     #[arg(long = "type", value_enum, default_value_t = TypeArg::Auto)]
     pub source_type: TypeArg,
@@ -62,7 +65,7 @@ pub enum OutputFormat {
 
 impl RenderArgs {
     /// The library options these arguments ask for.
-    pub fn options(&self) -> anyhow::Result<RenderOptions> {
+    pub fn options(&self, dir: &Path) -> anyhow::Result<RenderOptions> {
         let mut options = RenderOptions {
             source_type: match self.source_type {
                 TypeArg::Auto => SourceType::Auto,
@@ -75,7 +78,7 @@ impl RenderArgs {
         options.tools.timeout = Duration::from_secs(self.timeout);
         options.helm.release_name = match &self.helm_release {
             Some(name) => name.clone(),
-            None => chart_name(&self.path),
+            None => chart_name(dir),
         };
         options.helm.namespace = self.helm_namespace.clone();
         options.helm.include_crds = !self.helm_skip_crds;
@@ -102,8 +105,16 @@ fn chart_name(path: &Path) -> String {
 
 /// Renders and formats; the manifests are sorted in apply order.
 pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
-    let options = args.options()?;
-    let mut manifests: Vec<Manifest> = headway_render::render(&args.path, &options)?;
+    let input = args.input.resolve()?;
+    if let Some(revision) = &input.revision {
+        eprintln!(
+            "headway: {} at commit {}",
+            headway_source::redact_url(args.input.repo.as_deref().unwrap_or_default()),
+            revision.sha
+        );
+    }
+    let options = args.options(&input.dir)?;
+    let mut manifests: Vec<Manifest> = headway_render::render(&input.dir, &options)?;
     headway_model::order::sort_for_apply(&mut manifests);
     Ok(match args.output {
         OutputFormat::Yaml => output::to_yaml_stream(&manifests),
@@ -226,7 +237,7 @@ mod tests {
             "--timeout",
             "5",
         ]);
-        let o = a.options().unwrap();
+        let o = a.options(&chart).unwrap();
         assert_eq!(o.source_type, SourceType::Helm);
         assert_eq!(o.helm.release_name, "mychart");
         assert_eq!(o.helm.namespace, "apps");
@@ -241,7 +252,7 @@ mod tests {
             "--helm-values",
             "/nonexistent.yaml",
         ]);
-        assert!(a.options().is_err());
+        assert!(a.options(&chart).is_err());
         assert!(Cli::try_parse_from(["render", "x", "--type", "jsonnet"]).is_err());
     }
 }

@@ -134,7 +134,10 @@ mod tests {
     fn canonical_form_is_compact_and_sorted() {
         let mut out = Vec::new();
         write_canonical(&json!({"b": 1, "a": [true, null, "s"]}), &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":[true,null,"s"],"b":1}"#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a":[true,null,"s"],"b":1}"#
+        );
     }
 
     #[test]

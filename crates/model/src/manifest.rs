@@ -126,12 +126,25 @@ mod tests {
     fn missing_fields_are_named() {
         let cases = [
             (json!("scalar"), NotAnObject::NotAMapping),
-            (json!({"kind": "X", "metadata": {"name": "a"}}), NotAnObject::Missing("apiVersion")),
-            (json!({"apiVersion": "v1", "metadata": {"name": "a"}}), NotAnObject::Missing("kind")),
-            (json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}), NotAnObject::Missing("metadata.name")),
+            (
+                json!({"kind": "X", "metadata": {"name": "a"}}),
+                NotAnObject::Missing("apiVersion"),
+            ),
+            (
+                json!({"apiVersion": "v1", "metadata": {"name": "a"}}),
+                NotAnObject::Missing("kind"),
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}),
+                NotAnObject::Missing("metadata.name"),
+            ),
         ];
         for (input, expected) in cases {
-            assert_eq!(Manifest::from_object(input.clone(), loc()).unwrap_err(), expected, "{input}");
+            assert_eq!(
+                Manifest::from_object(input.clone(), loc()).unwrap_err(),
+                expected,
+                "{input}"
+            );
         }
     }
 }

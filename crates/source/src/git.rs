@@ -154,6 +154,32 @@ impl Ctx<'_> {
     }
 }
 
+/// Fetches every branch and tag, full depth, and looks for `oid` there (for servers that do not
+/// let clients ask for a commit by id).
+fn fetch_commit_from_all_refs(
+    repo: &Repository,
+    ctx: &Ctx<'_>,
+    oid: Oid,
+) -> Result<Fetched, Failure> {
+    let specs = vec![
+        "+refs/heads/*:refs/headway/heads/*".to_string(),
+        "+refs/tags/*:refs/tags/*".to_string(),
+    ];
+    let depth = if repo.is_shallow() {
+        Some(i32::MAX)
+    } else {
+        None
+    };
+    let received = run_fetch(repo, ctx, &specs, depth)?;
+    match repo.find_commit(oid) {
+        Ok(_) => Ok(Fetched {
+            commit: oid,
+            received_bytes: received,
+        }),
+        Err(_) => Err(unknown(ctx)),
+    }
+}
+
 /// Fetches the source's reference into `repo` and returns the commit it designates.
 pub(crate) fn fetch(
     repo: &Repository,
@@ -184,25 +210,14 @@ pub(crate) fn fetch(
             Err(Failure::Fatal(SourceError::Git { message, .. }))
                 if message.contains("cannot fetch a specific object") =>
             {
-                // The server does not let clients ask for a commit by id: fetch all branches
-                // and tags, full depth, and look for it there.
-                let specs = vec![
-                    "+refs/heads/*:refs/headway/heads/*".to_string(),
-                    "+refs/tags/*:refs/tags/*".to_string(),
-                ];
-                let depth = if repo.is_shallow() {
-                    Some(i32::MAX)
-                } else {
-                    None
-                };
-                let received = run_fetch(repo, ctx, &specs, depth)?;
-                return match repo.find_commit(oid) {
-                    Ok(_) => Ok(Fetched {
-                        commit: oid,
-                        received_bytes: received,
-                    }),
-                    Err(_) => Err(unknown(ctx)),
-                };
+                return fetch_commit_from_all_refs(repo, ctx, oid);
+            }
+            // git daemon answers a want of an unknown id with an error and closes the
+            // connection; depending on timing libgit2 sees the reset before the error packet.
+            // The server was reachable (the connect pre-check passed), so look in every branch
+            // and tag: a server that is really gone fails that fetch too.
+            Err(Failure::Fatal(SourceError::Unreachable { .. })) => {
+                return fetch_commit_from_all_refs(repo, ctx, oid);
             }
             Err(Failure::Fatal(SourceError::Git { message, .. }))
                 // upload-pack answers an unknown id with `ERR upload-pack: not our ref`, which

@@ -36,3 +36,4 @@ mod url;
 pub use cache::Cache;
 pub use error::SourceError;
 pub use types::{Auth, FetchOptions, FetchStats, GitRef, Limits, Revision, Secret, Source};
+pub use url::redact as redact_url;

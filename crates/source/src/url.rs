@@ -131,7 +131,7 @@ fn split_host_port(hostport: &str) -> Option<(String, Option<u16>)> {
 }
 
 /// The URL with the password of its user info replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };

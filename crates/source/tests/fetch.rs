@@ -36,13 +36,18 @@ fn read(rev: &headway_source::Revision, path: &str) -> String {
 /// the second. Returns (upstream, first sha, second sha).
 fn two_commits() -> (Upstream, String, String) {
     let up = Upstream::new();
-    up.write("app/deploy.yaml", "replicas: 1\n").write("README.md", "hello\n");
+    up.write("app/deploy.yaml", "replicas: 1\n")
+        .write("README.md", "hello\n");
     let first = up.commit("first");
     up.tag("v1", false);
     up.write("app/deploy.yaml", "replicas: 2\n")
         .symlink("app/current.yaml", "deploy.yaml")
         .write("bin/run.sh", "#!/bin/sh\n");
-    std::process::Command::new("chmod").args(["+x"]).arg(up.work.join("bin/run.sh")).status().unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(up.work.join("bin/run.sh"))
+        .status()
+        .unwrap();
     let second = up.commit("second\n\nwith a body");
     up.tag("v2", true);
     (up, first, second)
@@ -64,21 +69,32 @@ fn git_daemon_branch_tag_and_commit() {
     assert_eq!(rev.message.trim_end(), "second\n\nwith a body");
     assert!(rev.time > 1_600_000_000);
     assert_eq!(read(&rev, "app/deploy.yaml"), "replicas: 2\n");
-    assert_eq!(read(&rev, "app/current.yaml"), "replicas: 2\n", "internal symlink followed");
+    assert_eq!(
+        read(&rev, "app/current.yaml"),
+        "replicas: 2\n",
+        "internal symlink followed"
+    );
     assert_eq!(rev.stats.files, 4);
     assert!(rev.stats.received_bytes > 0);
     assert!(rev.recovered_from.is_none());
     assert!(!rev.tree_dir.join(".git").exists());
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = fs::metadata(rev.tree_dir.join("bin/run.sh")).unwrap().permissions().mode();
+        let mode = fs::metadata(rev.tree_dir.join("bin/run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o111, 0o111, "executable bit kept");
     }
 
-    let rev = cache.fetch(&Source::new(&url, GitRef::Tag("v1".into())), &opts()).unwrap();
+    let rev = cache
+        .fetch(&Source::new(&url, GitRef::Tag("v1".into())), &opts())
+        .unwrap();
     assert_eq!(rev.sha, first);
     assert_eq!(read(&rev, "app/deploy.yaml"), "replicas: 1\n");
-    let rev = cache.fetch(&Source::new(&url, GitRef::Tag("v2".into())), &opts()).unwrap();
+    let rev = cache
+        .fetch(&Source::new(&url, GitRef::Tag("v2".into())), &opts())
+        .unwrap();
     assert_eq!(rev.sha, second, "annotated tag peeled to its commit");
 
     // A pinned commit, in a fresh cache so that it really comes from the server.
@@ -90,7 +106,10 @@ fn git_daemon_branch_tag_and_commit() {
     // Once cached, a pinned commit needs no server at all.
     drop(_daemon);
     let rev = cold.fetch(&pinned, &opts()).unwrap();
-    assert_eq!((rev.sha.as_str(), rev.stats.received_bytes), (first.as_str(), 0));
+    assert_eq!(
+        (rev.sha.as_str(), rev.stats.received_bytes),
+        (first.as_str(), 0)
+    );
 }
 
 #[test]
@@ -103,7 +122,9 @@ fn pinned_commit_when_server_refuses_fetch_by_id() {
     let (_d, cache) = new_cache();
     // Make the cache shallow first, then ask for an older commit.
     cache.fetch(&branch(&url, "main"), &opts()).unwrap();
-    let rev = cache.fetch(&Source::new(&url, GitRef::Commit(first.clone())), &opts()).unwrap();
+    let rev = cache
+        .fetch(&Source::new(&url, GitRef::Commit(first.clone())), &opts())
+        .unwrap();
     assert_eq!(rev.sha, first);
     assert_eq!(read(&rev, "app/deploy.yaml"), "replicas: 1\n");
 }
@@ -122,7 +143,9 @@ fn unknown_branch_tag_and_commit() {
         GitRef::Tag("v9".into()),
         GitRef::Commit("0123456789abcdef0123456789abcdef01234567".into()),
     ] {
-        let err = cache.fetch(&Source::new(&url, reference.clone()), &opts()).unwrap_err();
+        let err = cache
+            .fetch(&Source::new(&url, reference.clone()), &opts())
+            .unwrap_err();
         assert!(
             matches!(&err, SourceError::UnknownRef { reference: r, .. } if *r == reference),
             "{reference}: {err:?}"
@@ -145,7 +168,9 @@ fn incremental_fetch_after_new_commit() {
     }
     let up = Upstream::new();
     // Enough incompressible content that a full re-download would show.
-    let big: String = (0..20_000u32).map(|i| format!("{:08x}\n", i.wrapping_mul(2_654_435_761))).collect();
+    let big: String = (0..20_000u32)
+        .map(|i| format!("{:08x}\n", i.wrapping_mul(2_654_435_761)))
+        .collect();
     up.write("big.txt", &big).write("app.yaml", "v: 1\n");
     up.commit("one");
     let (_daemon, url) = git_daemon(&up);
@@ -167,7 +192,10 @@ fn incremental_fetch_after_new_commit() {
         second.stats.received_bytes,
         first.stats.received_bytes
     );
-    assert!(first.tree_dir.exists(), "the previous tree is kept for its readers");
+    assert!(
+        first.tree_dir.exists(),
+        "the previous tree is kept for its readers"
+    );
 }
 
 #[test]
@@ -182,7 +210,10 @@ fn force_push_is_followed() {
     let before = up.commit("to be rewritten");
     let (_daemon, url) = git_daemon(&up);
     let (_d, cache) = new_cache();
-    assert_eq!(cache.fetch(&branch(&url, "main"), &opts()).unwrap().sha, before);
+    assert_eq!(
+        cache.fetch(&branch(&url, "main"), &opts()).unwrap().sha,
+        before
+    );
 
     up.write("a.yaml", "a: 3\n");
     let after = up.amend_and_force_push("rewritten");
@@ -239,7 +270,8 @@ fn symlink_escaping_the_checkout_is_refused() {
         return;
     }
     let up = Upstream::new();
-    up.write("ok.yaml", "a: 1\n").symlink("app/secrets.yaml", "../../../etc/passwd");
+    up.write("ok.yaml", "a: 1\n")
+        .symlink("app/secrets.yaml", "../../../etc/passwd");
     up.commit("evil");
     let (_daemon, url) = git_daemon(&up);
     let (_d, cache) = new_cache();
@@ -259,7 +291,10 @@ fn symlink_escaping_the_checkout_is_refused() {
     up.commit("sneaky");
     let (_daemon, url) = git_daemon(&up);
     let err = cache.fetch(&branch(&url, "main"), &opts()).unwrap_err();
-    assert!(matches!(&err, SourceError::SymlinkEscape { path, .. } if path == "sneaky"), "{err:?}");
+    assert!(
+        matches!(&err, SourceError::SymlinkEscape { path, .. } if path == "sneaky"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -277,23 +312,39 @@ fn size_and_file_count_limits() {
     let source = branch(&url, "main");
 
     let small = FetchOptions {
-        limits: Limits { max_bytes: 10_000, max_files: 1000 },
+        limits: Limits {
+            max_bytes: 10_000,
+            max_files: 1000,
+        },
         ..opts()
     };
     let err = cache.fetch(&source, &small).unwrap_err();
-    assert!(matches!(err, SourceError::TooLarge { limit: 10_000, .. }), "{err:?}");
+    assert!(
+        matches!(err, SourceError::TooLarge { limit: 10_000, .. }),
+        "{err:?}"
+    );
     println!("{err}");
 
     let few = FetchOptions {
-        limits: Limits { max_bytes: 1 << 30, max_files: 10 },
+        limits: Limits {
+            max_bytes: 1 << 30,
+            max_files: 10,
+        },
         ..opts()
     };
     let err = cache.fetch(&source, &few).unwrap_err();
-    assert!(matches!(err, SourceError::TooManyFiles { limit: 10 }), "{err:?}");
+    assert!(
+        matches!(err, SourceError::TooManyFiles { limit: 10 }),
+        "{err:?}"
+    );
     println!("{err}");
 
     let trees = cache.entry_dir(&source).join("trees");
-    assert_eq!(fs::read_dir(&trees).unwrap().count(), 0, "nothing written for a refused tree");
+    assert_eq!(
+        fs::read_dir(&trees).unwrap().count(),
+        0,
+        "nothing written for a refused tree"
+    );
     let rev = cache.fetch(&source, &opts()).unwrap();
     assert_eq!(rev.stats.files, 30);
 }
@@ -304,7 +355,10 @@ fn http_basic_and_token_auth() {
         return;
     }
     let (up, _, second) = two_commits();
-    let (server, url) = http_server(&up, &[("alice", "s3cret-pw"), ("x-access-token", "tok-123456")]);
+    let (server, url) = http_server(
+        &up,
+        &[("alice", "s3cret-pw"), ("x-access-token", "tok-123456")],
+    );
     let (_d, cache) = new_cache();
 
     let basic = |user: &str, pass: &str| {
@@ -317,10 +371,17 @@ fn http_basic_and_token_auth() {
         .fetch(&basic("alice", "s3cret-pw"), &opts())
         .unwrap_or_else(|e| panic!("{e}\n{}", server.log_text()));
     assert_eq!(rev.sha, second);
-    assert!(rev.warnings.iter().any(|w| w.contains("plain http")), "{:?}", rev.warnings);
+    assert!(
+        rev.warnings.iter().any(|w| w.contains("plain http")),
+        "{:?}",
+        rev.warnings
+    );
 
     let rev = cache
-        .fetch(&branch(&url, "main").with_auth(Auth::Token(Secret::new("tok-123456"))), &opts())
+        .fetch(
+            &branch(&url, "main").with_auth(Auth::Token(Secret::new("tok-123456"))),
+            &opts(),
+        )
         .unwrap();
     assert_eq!(rev.sha, second);
 
@@ -362,7 +423,11 @@ fn ssh_key_auth_and_host_keys() {
         .unwrap_or_else(|e| panic!("{e}\n{}", ssh.server.log_text()));
     assert_eq!(rev.sha, second);
     let rev = cache
-        .fetch(&Source::new(&ssh.url, GitRef::Tag("v1".into())).with_auth(auth(&ssh.client.private, &ssh.known_hosts)), &opts())
+        .fetch(
+            &Source::new(&ssh.url, GitRef::Tag("v1".into()))
+                .with_auth(auth(&ssh.client.private, &ssh.known_hosts)),
+            &opts(),
+        )
         .unwrap();
     assert_eq!(rev.sha, first);
     assert!(!format!("{good:?}").contains("PRIVATE KEY"));
@@ -371,7 +436,10 @@ fn ssh_key_auth_and_host_keys() {
     let keys = tempfile::tempdir().unwrap();
     let stranger = keygen(keys.path(), "stranger");
     let err = cache
-        .fetch(&branch(&ssh.url, "main").with_auth(auth(&stranger.private, &ssh.known_hosts)), &opts())
+        .fetch(
+            &branch(&ssh.url, "main").with_auth(auth(&stranger.private, &ssh.known_hosts)),
+            &opts(),
+        )
         .unwrap_err();
     assert!(matches!(err, SourceError::AuthFailed { .. }), "{err:?}");
     assert!(!format!("{err:?}").contains("PRIVATE KEY"));
@@ -380,10 +448,15 @@ fn ssh_key_auth_and_host_keys() {
     // A host that is not in known_hosts.
     let other_host = format!("[127.0.0.1]:1 {}", ssh.host_key.public);
     let err = cache
-        .fetch(&branch(&ssh.url, "main").with_auth(auth(&ssh.client.private, &other_host)), &opts())
+        .fetch(
+            &branch(&ssh.url, "main").with_auth(auth(&ssh.client.private, &other_host)),
+            &opts(),
+        )
         .unwrap_err();
     match &err {
-        SourceError::HostKeyUnknown { host, fingerprint, .. } => {
+        SourceError::HostKeyUnknown {
+            host, fingerprint, ..
+        } => {
             assert_eq!(*host, format!("[127.0.0.1]:{}", ssh.server.port));
             assert!(fingerprint.starts_with("SHA256:"));
         }
@@ -395,7 +468,10 @@ fn ssh_key_auth_and_host_keys() {
     let impostor = keygen(keys.path(), "impostor");
     let changed = format!("[127.0.0.1]:{} {}", ssh.server.port, impostor.public);
     let err = cache
-        .fetch(&branch(&ssh.url, "main").with_auth(auth(&ssh.client.private, &changed)), &opts())
+        .fetch(
+            &branch(&ssh.url, "main").with_auth(auth(&ssh.client.private, &changed)),
+            &opts(),
+        )
         .unwrap_err();
     assert!(matches!(err, SourceError::HostKeyChanged { .. }), "{err:?}");
     assert!(err.to_string().contains("CHANGED"));
@@ -410,17 +486,27 @@ fn ssh_key_auth_and_host_keys() {
         .spawn()
         .and_then(|mut c| {
             use std::io::Write as _;
-            c.stdin.take().unwrap().write_all(ssh.host_key.public.as_bytes())?;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(ssh.host_key.public.as_bytes())?;
             c.wait_with_output()
         })
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
-    let SourceError::HostKeyChanged { fingerprint, .. } = err else { unreachable!() };
+    let SourceError::HostKeyChanged { fingerprint, .. } = err else {
+        unreachable!()
+    };
     let _ = fingerprint;
     let err = cache
-        .fetch(&branch(&ssh.url, "main").with_auth(auth(&ssh.client.private, "")), &opts())
+        .fetch(
+            &branch(&ssh.url, "main").with_auth(auth(&ssh.client.private, "")),
+            &opts(),
+        )
         .unwrap_err();
-    let SourceError::HostKeyUnknown { fingerprint, .. } = err else { panic!("{err:?}") };
+    let SourceError::HostKeyUnknown { fingerprint, .. } = err else {
+        panic!("{err:?}")
+    };
     assert!(printed.contains(&fingerprint), "{printed} vs {fingerprint}");
 }
 
@@ -430,7 +516,10 @@ fn unreachable_host() {
     let (_d, cache) = new_cache();
     let started = Instant::now();
     let err = cache
-        .fetch(&branch(&format!("git://127.0.0.1:{port}/repo.git"), "main"), &opts())
+        .fetch(
+            &branch(&format!("git://127.0.0.1:{port}/repo.git"), "main"),
+            &opts(),
+        )
         .unwrap_err();
     assert!(matches!(err, SourceError::Unreachable { .. }), "{err:?}");
     assert!(err.is_transient());
@@ -451,11 +540,17 @@ fn silent_server_times_out() {
     };
     let started = Instant::now();
     let err = cache
-        .fetch(&branch(&format!("git://127.0.0.1:{port}/repo.git"), "main"), &options)
+        .fetch(
+            &branch(&format!("git://127.0.0.1:{port}/repo.git"), "main"),
+            &options,
+        )
         .unwrap_err();
     let elapsed = started.elapsed();
     assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
-    assert!(elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(4),
+        "{elapsed:?}"
+    );
     println!("{err}");
     drop(listener);
 }
@@ -467,30 +562,42 @@ fn invalid_sources_are_refused_before_any_io() {
         Source::new("/tmp/some/repo", GitRef::Branch("main".into())),
         Source::new("file:///tmp/repo", GitRef::Branch("main".into())),
         Source::new("git://127.0.0.1:1/r.git", GitRef::Commit("abc123".into())),
-        Source::new("git://127.0.0.1:1/r.git", GitRef::Branch("refs/heads/main".into())),
+        Source::new(
+            "git://127.0.0.1:1/r.git",
+            GitRef::Branch("refs/heads/main".into()),
+        ),
         Source::new("git://127.0.0.1:1/r.git", GitRef::Branch("main".into()))
             .with_auth(Auth::Token(Secret::new("t"))),
         Source::new("ssh://git@127.0.0.1:1/r.git", GitRef::Branch("main".into())),
     ];
     for source in cases {
         let err = cache.fetch(&source, &opts()).unwrap_err();
-        assert!(matches!(err, SourceError::Invalid(_)), "{source:?}: {err:?}");
+        assert!(
+            matches!(err, SourceError::Invalid(_)),
+            "{source:?}: {err:?}"
+        );
     }
     assert_eq!(fs::read_dir(cache.root()).unwrap().count(), 0);
 }
 
 #[test]
 fn secrets_never_in_debug() {
-    let source = Source::new("https://bob:pw-in-url@example.com/r.git", GitRef::Branch("main".into()))
-        .with_auth(Auth::Ssh {
-            private_key: Secret::new("-----BEGIN OPENSSH PRIVATE KEY-----xyz"),
-            passphrase: Some(Secret::new("phrase-42")),
-            known_hosts: String::new(),
-        });
+    let source = Source::new(
+        "https://bob:pw-in-url@example.com/r.git",
+        GitRef::Branch("main".into()),
+    )
+    .with_auth(Auth::Ssh {
+        private_key: Secret::new("-----BEGIN OPENSSH PRIVATE KEY-----xyz"),
+        passphrase: Some(Secret::new("phrase-42")),
+        known_hosts: String::new(),
+    });
     let text = format!("{source:?}");
     for secret in ["pw-in-url", "PRIVATE KEY", "phrase-42"] {
         assert!(!text.contains(secret), "{secret} in {text}");
     }
-    let basic = Auth::Basic { username: "u".into(), password: Secret::new("hunter2") };
+    let basic = Auth::Basic {
+        username: "u".into(),
+        password: Secret::new("hunter2"),
+    };
     assert!(!format!("{basic:?}").contains("hunter2"));
 }
