@@ -90,6 +90,12 @@ pub struct Upstream {
     pub work: PathBuf,
 }
 
+impl Default for Upstream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Upstream {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,7 @@
 //! (`cluster up|down|status|env`), the full test suite (`test`), benchmarks and the demo.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cluster;
 mod codegen;
 mod paths;
@@ -24,6 +25,11 @@ enum Task {
         action: ClusterAction,
         #[command(flatten)]
         opts: cluster::Options,
+    },
+    /// Benchmarks, each against a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchTask,
     },
     /// Write the files generated from Rust types (the GitSync CRD); `--check` fails when stale.
     Codegen(codegen::Options),
@@ -60,6 +66,7 @@ fn main() {
             }
         }
         Task::Test(opts) => test::run(&opts),
+        Task::Bench { what } => bench::run(&paths::Paths::new(None), what),
         Task::Codegen(opts) => codegen::run(&paths::Paths::new(None).root, &opts),
     };
     if let Err(e) = result {

@@ -79,10 +79,11 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         args.extend(opts.cargo_args.iter().map(String::as_str));
         cargo(Some(&cluster), &args)
     })();
-    if how == Started::Fresh && !opts.keep_cluster {
-        if let Err(e) = cluster.down() {
-            eprintln!("xtask: stopping the cluster failed: {e:#}");
-        }
+    if how == Started::Fresh
+        && !opts.keep_cluster
+        && let Err(e) = cluster.down()
+    {
+        eprintln!("xtask: stopping the cluster failed: {e:#}");
     }
     result?;
     eprintln!(

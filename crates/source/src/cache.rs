@@ -405,7 +405,7 @@ impl Job {
                 (t, e.path())
             })
             .collect();
-        trees.sort_by(|a, b| b.0.cmp(&a.0));
+        trees.sort_by_key(|b| std::cmp::Reverse(b.0));
         for (_, path) in trees.into_iter().skip(self.options.keep_trees.max(1) - 1) {
             let _ = fs::remove_dir_all(path);
         }

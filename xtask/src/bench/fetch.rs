@@ -15,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
+
+use super::median;
 use headway_source::{Cache, FetchOptions, GitRef, Limits, Source};
 
 /// What to generate and how often to measure.
@@ -40,7 +42,10 @@ impl Default for Params {
 
 /// Generates the repository, serves it, measures both sides and prints the result.
 pub fn run(params: Params) -> anyhow::Result<()> {
-    ensure!(params.commits >= 1 && params.files >= 10 && params.runs >= 1, "bad parameters {params:?}");
+    ensure!(
+        params.commits >= 1 && params.files >= 10 && params.runs >= 1,
+        "bad parameters {params:?}"
+    );
     let dir = tempfile::tempdir()?;
     let srv = dir.path().join("srv");
     let bare = srv.join("bench.git");
@@ -102,8 +107,14 @@ pub fn run(params: Params) -> anyhow::Result<()> {
         mib(revision.stats.bytes),
         mib(revision.stats.received_bytes)
     );
-    println!("headway (libgit2, cold cache): median {h:.3?} over {} runs {headway:.3?}", params.runs);
-    println!("git clone --depth 1:           median {g:.3?} over {} runs {git_times:.3?}", params.runs);
+    println!(
+        "headway (libgit2, cold cache): median {h:.3?} over {} runs {headway:.3?}",
+        params.runs
+    );
+    println!(
+        "git clone --depth 1:           median {g:.3?} over {} runs {git_times:.3?}",
+        params.runs
+    );
     let ratio = h.as_secs_f64() / g.as_secs_f64();
     println!(
         "ratio headway/git: {ratio:.2}x (target <= 1.2x){}",
@@ -116,17 +127,16 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 fn dir_size(path: &Path) -> anyhow::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(path)? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        total += if meta.is_dir() { dir_size(&entry.path())? } else { meta.len() };
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
     }
     Ok(total)
 }
@@ -140,7 +150,10 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
         .output()
         .with_context(|| format!("run git {args:?}"))?;
     if !out.status.success() {
-        bail!("git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -269,7 +282,12 @@ impl Daemon {
         let child = Command::new("git")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.display()))
             .arg(base)
@@ -284,7 +302,10 @@ impl Daemon {
             if let Some(status) = daemon.child.try_wait()? {
                 bail!("git daemon exited: {status}");
             }
-            ensure!(Instant::now() < deadline, "git daemon not listening after 10 s");
+            ensure!(
+                Instant::now() < deadline,
+                "git daemon not listening after 10 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(daemon)

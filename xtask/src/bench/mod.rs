@@ -1,0 +1,88 @@
+//! `cargo xtask bench <what>`: benchmarks that compare Headway with a baseline measured in the
+//! same run (the ratio is the result; absolute times depend on the machine).
+
+mod fetch;
+mod render;
+
+use clap::Subcommand;
+
+use crate::paths::Paths;
+
+/// The benchmarks.
+#[derive(Subcommand)]
+pub enum BenchTask {
+    /// `headway render` of many plain objects against `kubectl kustomize` of the same files.
+    Render {
+        /// Objects generated (spread evenly over `--files` files).
+        #[arg(long, default_value_t = 5_000)]
+        objects: usize,
+        /// Files generated.
+        #[arg(long, default_value_t = 500)]
+        files: usize,
+        /// Measured runs per side; the median is reported.
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+    },
+    /// Headway's depth-1 fetch of a repository with a long history against `git clone --depth 1`.
+    Fetch {
+        /// Commits in the generated history.
+        #[arg(long, default_value_t = 2_000)]
+        commits: usize,
+        /// Files in the tree.
+        #[arg(long, default_value_t = 300)]
+        files: usize,
+        /// Measured runs per side; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+/// Runs one benchmark.
+pub fn run(paths: &Paths, task: BenchTask) -> anyhow::Result<()> {
+    match task {
+        BenchTask::Render {
+            objects,
+            files,
+            runs,
+        } => render::run(
+            paths,
+            render::Params {
+                objects,
+                files,
+                runs,
+            },
+        ),
+        BenchTask::Fetch {
+            commits,
+            files,
+            runs,
+        } => fetch::run(fetch::Params {
+            commits,
+            files,
+            runs,
+        }),
+    }
+}
+
+/// The median of some durations (sorted in place).
+pub fn median(samples: &mut [std::time::Duration]) -> std::time::Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Builds the `headway` binary in release mode and returns its path.
+pub fn build_headway(paths: &Paths) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::{Context as _, ensure};
+    println!("building headway (release)...");
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["build", "--quiet", "--release", "-p", "headway"])
+        .current_dir(&paths.root)
+        .status()
+        .context("run cargo build")?;
+    ensure!(status.success(), "cargo build --release -p headway failed");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => paths.root.join(dir),
+        None => paths.root.join("target"),
+    };
+    Ok(target.join("release/headway"))
+}
