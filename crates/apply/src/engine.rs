@@ -554,6 +554,21 @@ impl Engine {
         Ok(changes)
     }
 
+    /// Replaces the inventory recorded for `owner` (migrations, repairs, tests).
+    pub async fn replace_inventory(
+        &self,
+        owner: &SyncOwner,
+        inventory: &Inventory,
+    ) -> Result<(), ApplyError> {
+        store::write(
+            &Calls::new(self.client.clone()),
+            owner,
+            inventory,
+            self.options.inventory_shard_bytes,
+        )
+        .await
+    }
+
     /// The inventory recorded for `owner` (empty when none).
     pub async fn inventory(&self, owner: &SyncOwner) -> Result<Inventory, ApplyError> {
         store::read(&Calls::new(self.client.clone()), owner).await

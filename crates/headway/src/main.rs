@@ -3,6 +3,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod apply_cmd;
+mod diff_cmd;
+mod health_cmd;
 mod input;
 mod render_cmd;
 
@@ -21,12 +24,21 @@ enum Command {
     /// Render a directory or a git repository (plain YAML, Kustomize or Helm) and print its
     /// manifests in apply order.
     Render(render_cmd::RenderArgs),
+    /// Show what `apply` would change in the cluster (exit 0: none, 2: differences, 1: error).
+    Diff(diff_cmd::DiffArgs),
+    /// Apply a directory or a git repository to the cluster once, without a controller.
+    Apply(apply_cmd::ApplyArgs),
+    /// Print the kstatus of every object in a file of live objects (exit 0: all Current).
+    Health(health_cmd::HealthArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Render(args) => render_cmd::run(args)?,
+        Command::Diff(args) => std::process::exit(diff_cmd::run(args)?),
+        Command::Apply(args) => std::process::exit(apply_cmd::run(args)?),
+        Command::Health(args) => std::process::exit(health_cmd::run(args)?),
         Command::Version => {
             println!(
                 "headway {} (commit {})",

@@ -1,0 +1,58 @@
+//! `headway health -f FILE`: the kstatus of every object in a file of live objects (YAML or JSON,
+//! e.g. `kubectl get deploy,sts -o yaml`; `-` reads stdin), one line per object:
+//! `Kind/namespace/name: Status: message`. Exit code 0 when every object is Current, 2 when some
+//! is not, 1 when the file cannot be read.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use headway_model::health::{HealthStatus, aggregate, health};
+
+/// Arguments of `headway health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// File of live objects (`-`: stdin).
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+}
+
+/// Runs `headway health`; returns the exit code.
+pub fn run(args: HealthArgs) -> anyhow::Result<i32> {
+    let (text, name) = if args.file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
+        (s, "stdin".to_string())
+    } else {
+        let s = std::fs::read_to_string(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?;
+        (s, args.file.display().to_string())
+    };
+    let manifests = match headway_render::parse_manifests(&text, &name) {
+        Ok(m) => m,
+        Err(errors) => {
+            eprintln!("error: {errors}");
+            return Ok(1);
+        }
+    };
+    let mut statuses = Vec::new();
+    for m in &manifests {
+        let h = health(&m.object);
+        let mut line = m.id.kind.clone();
+        if let Some(ns) = &m.id.namespace {
+            line.push('/');
+            line.push_str(ns);
+        }
+        println!("{line}/{}: {}: {}", m.id.name, h.status, h.message);
+        statuses.push(h.status);
+    }
+    let overall = aggregate(statuses);
+    Ok(if overall == HealthStatus::Current {
+        0
+    } else {
+        2
+    })
+}
