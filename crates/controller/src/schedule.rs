@@ -89,13 +89,17 @@ pub enum Retry {
     NextInterval,
 }
 
-/// Classifies the failing step of a sync. `apply_terminal` says whether the apply error is one
-/// the API server will repeat (an invalid object), as opposed to a connection or server error.
-pub fn retry_of(reason: Reason, apply_terminal: bool) -> Retry {
+/// Classifies the failing step of a sync. `transient` says whether the error itself may go away
+/// without a change (a network or server error, as opposed to refused credentials, an invalid
+/// object or a refused prune).
+pub fn retry_of(reason: Reason, transient: bool) -> Retry {
     match reason {
-        Reason::InvalidSpec | Reason::RenderFailed | Reason::PruneFailed => Retry::Terminal,
-        Reason::ApplyFailed if apply_terminal => Retry::Terminal,
-        Reason::ApplyFailed | Reason::FetchFailed => Retry::Transient,
+        Reason::InvalidSpec | Reason::RenderFailed => Retry::Terminal,
+        Reason::ApplyFailed | Reason::PruneFailed if transient => Retry::Transient,
+        Reason::ApplyFailed | Reason::PruneFailed => Retry::Terminal,
+        // Credentials and known_hosts live in a Secret that may be fixed without a spec change.
+        Reason::FetchFailed if transient => Retry::Transient,
+        Reason::FetchFailed => Retry::NextInterval,
         Reason::DependencyNotReady => Retry::Transient,
         Reason::HealthCheckFailed => Retry::NextInterval,
     }
@@ -513,12 +517,14 @@ mod tests {
 
     #[test]
     fn failures_are_classified_by_step() {
-        assert_eq!(retry_of(Reason::FetchFailed, false), Retry::Transient);
+        assert_eq!(retry_of(Reason::FetchFailed, true), Retry::Transient);
+        assert_eq!(retry_of(Reason::FetchFailed, false), Retry::NextInterval);
         assert_eq!(retry_of(Reason::RenderFailed, false), Retry::Terminal);
         assert_eq!(retry_of(Reason::InvalidSpec, false), Retry::Terminal);
         assert_eq!(retry_of(Reason::PruneFailed, false), Retry::Terminal);
-        assert_eq!(retry_of(Reason::ApplyFailed, false), Retry::Transient);
-        assert_eq!(retry_of(Reason::ApplyFailed, true), Retry::Terminal);
+        assert_eq!(retry_of(Reason::PruneFailed, true), Retry::Transient);
+        assert_eq!(retry_of(Reason::ApplyFailed, true), Retry::Transient);
+        assert_eq!(retry_of(Reason::ApplyFailed, false), Retry::Terminal);
         assert_eq!(
             retry_of(Reason::HealthCheckFailed, false),
             Retry::NextInterval

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod apply_cmd;
+mod controller_cmd;
 mod diff_cmd;
 mod health_cmd;
 mod input;
@@ -30,12 +31,15 @@ enum Command {
     Apply(apply_cmd::ApplyArgs),
     /// Print the kstatus of every object in a file of live objects (exit 0: all Current).
     Health(health_cmd::HealthArgs),
+    /// Run the GitSync controller (leader election, watch, sync) until SIGTERM; JSON logs.
+    Controller(controller_cmd::ControllerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Render(args) => render_cmd::run(args)?,
+        Command::Controller(args) => controller_cmd::run(args)?,
         Command::Diff(args) => std::process::exit(diff_cmd::run(args)?),
         Command::Apply(args) => std::process::exit(apply_cmd::run(args)?),
         Command::Health(args) => std::process::exit(health_cmd::run(args)?),

@@ -1,0 +1,357 @@
+//! End to end against the local cluster and a local `git daemon`: a GitSync's objects appear and
+//! become Current, new commits are applied within one interval, deleted files are pruned, a
+//! broken commit leaves the cluster as it was with Ready=False/RenderFailed naming the file, the
+//! fix recovers, Events are published, and deleting the GitSync prunes its objects.
+//!
+//! Needs `HEADWAY_CLUSTER_TESTS=1` and `HEADWAY_GIT_TESTS=1` (`cargo xtask test` sets both).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use headway_controller::crd::GitSync;
+use headway_tests::git::{Upstream, git_daemon};
+use headway_tests::wait_for;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{Api, DeleteParams};
+use support::*;
+
+const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n  - port: 80\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_update_prune_broken_commit_and_delete() -> anyhow::Result<()> {
+    let Some(cluster) = headway_tests::cluster().await else {
+        return Ok(());
+    };
+    if !git_enabled("sync_update_prune_broken_commit_and_delete") {
+        return Ok(());
+    }
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("ctl-e2e").await?;
+    let client = cluster.client.clone();
+
+    let upstream = Upstream::new();
+    upstream
+        .write("app/config.yaml", &configmap_yaml("settings", "one"))
+        .write("app/web.yaml", &deployment_yaml("web", None))
+        .write("app/service.yaml", SERVICE);
+    let first = upstream.commit("first");
+    let (_daemon, url) = git_daemon(&upstream);
+
+    let controller = start_controller(&cluster, &ns.name, "e2e-a").await?;
+    create_gitsync(&ns, "site", &url, serde_json::json!({"path": "app"})).await?;
+
+    // Objects appear and become Current; Ready with the commit SHA.
+    let synced = wait_ready_at(&ns, "site", &first, Duration::from_secs(90)).await?;
+    let status = synced.status.clone().unwrap();
+    let objects = status.objects.clone().unwrap();
+    assert_eq!((objects.total, objects.current), (3, 3), "{objects:?}");
+    let record = status.last_reconcile.clone().unwrap();
+    let stages: Vec<&str> = record.stages.iter().map(|s| s.name.as_str()).collect();
+    assert!(stages.starts_with(&["fetch", "render"]), "{stages:?}");
+    assert!(stages.contains(&"wait"), "{stages:?}");
+    assert_eq!(record.changes.get("created"), Some(&3), "{record:?}");
+    assert_eq!(
+        configmap_data(&client, &ns.name, "settings")
+            .await?
+            .unwrap()["value"],
+        "one"
+    );
+    let deployments: Api<Deployment> = ns.api();
+    let web = deployments.get("web").await?;
+    assert_eq!(
+        web.status.and_then(|s| s.available_replicas),
+        Some(1),
+        "the Deployment is available (Current)"
+    );
+    assert_eq!(condition(&status, "Stalled").unwrap().0, "False");
+    assert_eq!(condition(&status, "Drifted").unwrap().0, "False");
+
+    // A new commit changing one object is applied within one interval (3 s + jitter).
+    upstream.write("app/config.yaml", &configmap_yaml("settings", "two"));
+    let second = upstream.commit("second");
+    let pushed = Instant::now();
+    wait_ready_at(&ns, "site", &second, Duration::from_secs(60)).await?;
+    let took = pushed.elapsed();
+    assert_eq!(
+        configmap_data(&client, &ns.name, "settings")
+            .await?
+            .unwrap()["value"],
+        "two"
+    );
+    assert!(
+        took < Duration::from_secs(3) + Duration::from_millis(300) + Duration::from_secs(4),
+        "applied {took:?} after the push; the interval is 3 s (plus the sync itself)"
+    );
+
+    // Deleting a file prunes its object.
+    upstream.remove("app/service.yaml");
+    let third = upstream.commit("third: no service");
+    let synced = wait_ready_at(&ns, "site", &third, Duration::from_secs(60)).await?;
+    let services: Api<Service> = ns.api();
+    assert!(
+        services.get_opt("web").await?.is_none(),
+        "the Service was pruned"
+    );
+    let record = synced.status.unwrap().last_reconcile.unwrap();
+    assert_eq!(record.changes.get("deleted"), Some(&1), "{record:?}");
+
+    // Invalid YAML: the cluster stays as it was; Ready=False, RenderFailed, the file named.
+    upstream
+        .write("app/config.yaml", &configmap_yaml("settings", "three"))
+        .write(
+            "app/broken.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: [oops\n",
+        );
+    let broken = upstream.commit("broken");
+    let failed = wait_status(
+        &ns,
+        "site",
+        "RenderFailed",
+        Duration::from_secs(60),
+        |_, s| {
+            s.last_attempted_revision.as_deref() == Some(&format!("main@sha1:{broken}"))
+                && condition(s, "Ready")
+                    .is_some_and(|(st, reason, _)| st == "False" && reason == "RenderFailed")
+        },
+    )
+    .await?;
+    let status = failed.status.unwrap();
+    let (_, _, message) = condition(&status, "Ready").unwrap();
+    assert!(message.contains("broken.yaml"), "{message}");
+    assert_eq!(condition(&status, "Stalled").unwrap().0, "True");
+    assert_eq!(
+        status.last_applied_revision.as_deref(),
+        Some(format!("main@sha1:{third}").as_str())
+    );
+    assert_eq!(
+        configmap_data(&client, &ns.name, "settings")
+            .await?
+            .unwrap()["value"],
+        "two",
+        "nothing of the broken revision was applied"
+    );
+    assert!(
+        deployments.get_opt("web").await?.is_some(),
+        "nothing was pruned"
+    );
+    // It stays stalled on later intervals.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let api: Api<GitSync> = ns.api();
+    let still = api.get("site").await?.status.unwrap();
+    assert_eq!(condition(&still, "Ready").unwrap().1, "RenderFailed");
+
+    // Fixing it recovers.
+    upstream.remove("app/broken.yaml");
+    let fixed = upstream.commit("fixed");
+    wait_ready_at(&ns, "site", &fixed, Duration::from_secs(60)).await?;
+    assert_eq!(
+        configmap_data(&client, &ns.name, "settings")
+            .await?
+            .unwrap()["value"],
+        "three"
+    );
+
+    // Events: one per reconcile (revision, counts, duration) and one per failure.
+    let events = events_of(&client, &ns.name, "site").await?;
+    let success = events
+        .iter()
+        .find(|(t, reason, note, _)| {
+            t == "Normal" && reason == "ReconciliationSucceeded" && note.contains(&first)
+        })
+        .unwrap_or_else(|| panic!("no success event for {first}: {events:?}"));
+    assert!(success.2.contains("3 created"), "{success:?}");
+    assert!(success.2.contains(" in "), "{success:?}");
+    assert_eq!(success.3, "e2e-a");
+    assert!(
+        events.iter().any(|(t, reason, note, _)| t == "Warning"
+            && reason == "RenderFailed"
+            && note.contains("broken.yaml")),
+        "{events:?}"
+    );
+
+    // Deleting the GitSync prunes its objects (deletionPolicy Prune, the default).
+    api.delete("site", &DeleteParams::default()).await?;
+    wait_for(
+        "the GitSync and its objects to be gone",
+        Duration::from_secs(60),
+        || {
+            let (api, deployments) = (api.clone(), deployments.clone());
+            let configmaps: Api<ConfigMap> = ns.api();
+            async move {
+                let left = (
+                    api.get_opt("site").await?.is_some(),
+                    deployments.get_opt("web").await?.is_some(),
+                    configmaps.get_opt("settings").await?.is_some(),
+                );
+                Ok(if left == (false, false, false) {
+                    Ok(())
+                } else {
+                    Err(format!("(gitsync, deployment, configmap) exist: {left:?}"))
+                })
+            }
+        },
+    )
+    .await?;
+    controller.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orphan_policy_dependencies_suspend_and_schema_validation() -> anyhow::Result<()> {
+    let Some(cluster) = headway_tests::cluster().await else {
+        return Ok(());
+    };
+    if !git_enabled("orphan_policy_dependencies_suspend_and_schema_validation") {
+        return Ok(());
+    }
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("ctl-deps").await?;
+    let client = cluster.client.clone();
+
+    // The schema refuses what it can.
+    let err = create_gitsync(
+        &ns,
+        "bad-path",
+        "git://127.0.0.1/x.git",
+        serde_json::json!({"path": "a/../../etc"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("spec.path"), "{err:#}");
+    let err = create_gitsync(
+        &ns,
+        "bad-ref",
+        "git://127.0.0.1/x.git",
+        serde_json::json!({"repository": {"url": "git://127.0.0.1/x.git", "ref": {"branch": "a", "tag": "b"}}}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("set at most one of branch, tag and commit"),
+        "{err:#}"
+    );
+    let err = create_gitsync(
+        &ns,
+        "bad-interval",
+        "git://127.0.0.1/x.git",
+        serde_json::json!({"interval": "soon"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("spec.interval"), "{err:#}");
+
+    let upstream = Upstream::new();
+    upstream
+        .write("base/a.yaml", &configmap_yaml("base-config", "1"))
+        .write("app/b.yaml", &configmap_yaml("app-config", "1"));
+    let head = upstream.commit("first");
+    let (_daemon, url) = git_daemon(&upstream);
+    let controller = start_controller(&cluster, &ns.name, "deps-a").await?;
+
+    // `app` depends on `base`, which does not exist yet.
+    create_gitsync(&ns, "app", &url, serde_json::json!({"path": "app", "dependsOn": [{"name": "base"}], "deletionPolicy": "Orphan"})).await?;
+    let waiting = wait_status(
+        &ns,
+        "app",
+        "DependencyNotReady",
+        Duration::from_secs(30),
+        |_, s| {
+            condition(s, "Ready")
+                .is_some_and(|(st, reason, _)| st == "False" && reason == "DependencyNotReady")
+        },
+    )
+    .await?;
+    let (_, _, message) = condition(waiting.status.as_ref().unwrap(), "Ready").unwrap();
+    assert!(
+        message.contains(&format!("GitSync {}/base not found", ns.name)),
+        "{message}"
+    );
+    assert!(
+        configmap_data(&client, &ns.name, "app-config")
+            .await?
+            .is_none()
+    );
+    create_gitsync(&ns, "base", &url, serde_json::json!({"path": "base"})).await?;
+    wait_ready_at(&ns, "base", &head, Duration::from_secs(60)).await?;
+    wait_ready_at(&ns, "app", &head, Duration::from_secs(60)).await?;
+    assert!(
+        configmap_data(&client, &ns.name, "app-config")
+            .await?
+            .is_some()
+    );
+
+    // Suspended: new commits are not applied.
+    let api: Api<GitSync> = ns.api();
+    api.patch(
+        "app",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"spec": {"suspend": true}})),
+    )
+    .await?;
+    wait_status(&ns, "app", "Suspended", Duration::from_secs(30), |_, s| {
+        condition(s, "Reconciling").is_some_and(|(_, reason, _)| reason == "Suspended")
+    })
+    .await?;
+    upstream.write("app/b.yaml", &configmap_yaml("app-config", "2"));
+    upstream.commit("second");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        configmap_data(&client, &ns.name, "app-config")
+            .await?
+            .unwrap()["value"],
+        "1"
+    );
+    api.patch(
+        "app",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"spec": {"suspend": false}})),
+    )
+    .await?;
+    wait_for(
+        "the resumed sync to apply value 2",
+        Duration::from_secs(60),
+        || {
+            let client = client.clone();
+            let ns = ns.name.clone();
+            async move {
+                let v = configmap_data(&client, &ns, "app-config")
+                    .await?
+                    .and_then(|d| d.get("value").cloned());
+                Ok(if v.as_deref() == Some("2") {
+                    Ok(())
+                } else {
+                    Err(format!("{v:?}"))
+                })
+            }
+        },
+    )
+    .await?;
+
+    // deletionPolicy Orphan leaves the objects (and drops the inventory).
+    api.delete("app", &DeleteParams::default()).await?;
+    wait_for("GitSync app to be gone", Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            Ok(if api.get_opt("app").await?.is_none() {
+                Ok(())
+            } else {
+                Err("still there".into())
+            })
+        }
+    })
+    .await?;
+    assert!(
+        configmap_data(&client, &ns.name, "app-config")
+            .await?
+            .is_some(),
+        "orphaned, not pruned"
+    );
+    assert!(
+        configmap_data(&client, &ns.name, "headway-inventory-app")
+            .await?
+            .is_none(),
+        "inventory dropped"
+    );
+    controller.stop().await
+}

@@ -1,0 +1,297 @@
+//! Support for the controller's end-to-end tests (shared with `crates/headway/tests` through
+//! `#[path]`): installing the CRD, running a controller in-process, creating GitSyncs, reading
+//! their status and Events, all against the local cluster and a local `git daemon`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use headway_controller::crd::{GitSync, GitSyncStatus};
+use headway_controller::{Leadership, Options};
+use headway_tests::{TestCluster, TestNamespace, wait_for};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, CustomResourceExt};
+use serde_json::{Value, json};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Whether the tests that need both the cluster and `git daemon` run; prints why not otherwise.
+pub fn git_enabled(test: &str) -> bool {
+    headway_tests::git::enabled(test)
+}
+
+/// Installs (or updates) the GitSync CRD with server-side apply and waits until it is
+/// Established. Every test binary does this; the same manager and content make it idempotent.
+pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = GitSync::crd();
+    let name = "gitsyncs.headway.dev";
+    api.patch(
+        name,
+        &PatchParams::apply("headway-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .context("applying the GitSync CRD")?;
+    wait_for(
+        "the GitSync CRD to be Established",
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                let crd = api.get(name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok(if established {
+                    Ok(())
+                } else {
+                    Err("not established".into())
+                })
+            }
+        },
+    )
+    .await
+}
+
+/// A controller running in this process.
+pub struct RunningController {
+    pub identity: String,
+    pub leadership: Leadership,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), headway_controller::RunError>>>,
+    _cache: tempfile::TempDir,
+}
+
+impl RunningController {
+    /// Stops gracefully (finishes running syncs, releases the Lease) and returns the result.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let task = self.task.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .context("the controller did not stop within 60 s")?
+            .context("the controller task panicked")?
+            .context("the controller failed")
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Options for a test controller watching only `ns`, with its Lease in `ns`.
+pub fn options(ns: &str, identity: &str, cache: &std::path::Path) -> Options {
+    let mut o = Options::new(identity, cache);
+    o.namespace = Some(ns.to_string());
+    o.lease_namespace = ns.to_string();
+    o.lease_name = "headway-controller".into();
+    o.lease_duration = Duration::from_secs(6);
+    o.concurrency = 4;
+    o.shutdown_timeout = Duration::from_secs(30);
+    o
+}
+
+/// Starts a controller for the test namespace `ns` with a fresh git cache.
+pub async fn start_controller(
+    cluster: &TestCluster,
+    ns: &str,
+    identity: &str,
+) -> anyhow::Result<RunningController> {
+    let cache = tempfile::tempdir()?;
+    start_with(cluster, options(ns, identity, cache.path()), cache).await
+}
+
+/// Starts a controller with explicit options (`cache` is kept alive with it).
+pub async fn start_with(
+    cluster: &TestCluster,
+    options: Options,
+    cache: tempfile::TempDir,
+) -> anyhow::Result<RunningController> {
+    let client = Client::try_from(cluster.config.clone())?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (lead_tx, lead_rx) = watch::channel(false);
+    let identity = options.identity.clone();
+    let task = tokio::spawn(headway_controller::run(
+        client,
+        options,
+        async move {
+            let _ = stop_rx.await;
+        },
+        Some(lead_tx),
+    ));
+    Ok(RunningController {
+        identity,
+        leadership: Leadership::from(lead_rx),
+        stop: Some(stop_tx),
+        task: Some(task),
+        _cache: cache,
+    })
+}
+
+/// Creates a GitSync `name` in `ns` following `url` (branch main), with `extra` merged into
+/// its spec.
+pub async fn create_gitsync(
+    ns: &TestNamespace,
+    name: &str,
+    url: &str,
+    extra: Value,
+) -> anyhow::Result<GitSync> {
+    let mut spec = json!({"repository": {"url": url}, "interval": "3s", "timeout": "60s"});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    let obj: GitSync = serde_json::from_value(json!({
+        "apiVersion": "headway.dev/v1alpha1",
+        "kind": "GitSync",
+        "metadata": {"name": name, "namespace": ns.name},
+        "spec": spec,
+    }))?;
+    let api: Api<GitSync> = ns.api();
+    api.create(&PostParams::default(), &obj)
+        .await
+        .with_context(|| format!("creating GitSync {}/{name}", ns.name))
+}
+
+/// A condition's `(status, reason, message)`.
+pub fn condition(status: &GitSyncStatus, type_: &str) -> Option<(String, String, String)> {
+    headway_controller::conditions::get(&status.conditions, type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Short description of a status for failure messages.
+pub fn describe(status: Option<&GitSyncStatus>) -> String {
+    match status {
+        None => "no status".into(),
+        Some(s) => format!(
+            "generation {:?}, applied {:?}, attempted {:?}, conditions {:?}",
+            s.observed_generation,
+            s.last_applied_revision,
+            s.last_attempted_revision,
+            s.conditions
+                .iter()
+                .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+                .collect::<Vec<_>>()
+        ),
+    }
+}
+
+/// Waits until the GitSync's status satisfies `check` (returning the status).
+pub async fn wait_status(
+    ns: &TestNamespace,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&GitSync, &GitSyncStatus) -> bool,
+) -> anyhow::Result<GitSync> {
+    let api: Api<GitSync> = ns.api();
+    wait_for(
+        &format!("GitSync {}/{name}: {what}", ns.name),
+        timeout,
+        || {
+            let api = api.clone();
+            let check = &check;
+            async move {
+                let obj = api.get(name).await?;
+                let ok = obj.status.as_ref().is_some_and(|s| check(&obj, s));
+                Ok(if ok {
+                    Ok(obj)
+                } else {
+                    Err(describe(obj.status.as_ref()))
+                })
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the GitSync is Ready at `sha` (for its current generation).
+pub async fn wait_ready_at(
+    ns: &TestNamespace,
+    name: &str,
+    sha: &str,
+    timeout: Duration,
+) -> anyhow::Result<GitSync> {
+    let revision = format!("main@sha1:{sha}");
+    wait_status(
+        ns,
+        name,
+        &format!("Ready at {revision}"),
+        timeout,
+        |obj, s| {
+            s.observed_generation == obj.metadata.generation
+                && s.last_applied_revision.as_deref() == Some(revision.as_str())
+                && condition(s, "Ready").is_some_and(|(st, _, _)| st == "True")
+        },
+    )
+    .await
+}
+
+/// The data of ConfigMap `ns/name`, or `None` when it does not exist.
+pub async fn configmap_data(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> anyhow::Result<Option<BTreeMap<String, String>>> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    Ok(api.get_opt(name).await?.map(|c| c.data.unwrap_or_default()))
+}
+
+/// Events about the GitSync `name` in `ns`: `(type, reason, note, reporting instance)`.
+pub async fn events_of(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> anyhow::Result<Vec<(String, String, String, String)>> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let list = api.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.kind.as_deref() == Some("GitSync") && r.name.as_deref() == Some(name)
+            })
+        })
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+                e.reporting_instance.unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// A ConfigMap manifest.
+pub fn configmap_yaml(name: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n"
+    )
+}
+
+/// A Deployment manifest (kwok makes its pods ready).
+pub fn deployment_yaml(name: &str, namespace: Option<&str>) -> String {
+    let ns = namespace
+        .map(|n| format!("  namespace: {n}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n{ns}spec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: app\n        image: example.invalid/app:1\n"
+    )
+}

@@ -1,0 +1,202 @@
+//! `headway controller`: runs the GitSync controller (leader election, watch, reconcile) until
+//! SIGTERM or SIGINT, with JSON logs on standard error. Uses the kubeconfig (`--kubeconfig`,
+//! `KUBECONFIG`, `~/.kube/config`) or, inside a pod, the service account.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+
+/// Arguments of `headway controller`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, or the in-cluster service account.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context; default: the current one.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Syncs running at the same time (one GitSync never runs twice at once).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u16,
+    /// Requests in flight at once within one sync.
+    #[arg(long, default_value_t = 32)]
+    pub apply_concurrency: usize,
+    /// Watch GitSyncs of this namespace only; default: all namespaces.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "headway-controller")]
+    pub lease_name: String,
+    /// Namespace of the Lease; default: `POD_NAMESPACE`, else `headway-system`.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "headway-system")]
+    pub lease_namespace: String,
+    /// Seconds the leader may go without renewing the Lease before another replica takes over.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration: u64,
+    /// This replica's identity in the Lease (unique per replica); default: `POD_NAME`, else
+    /// `<hostname>-<pid>`.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Directory of the git cache.
+    #[arg(long, default_value = "/var/cache/headway")]
+    pub cache_dir: PathBuf,
+    /// Seconds running syncs may take to finish at shutdown.
+    #[arg(long, default_value_t = 30)]
+    pub shutdown_timeout: u64,
+    /// Log format on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "headway".into());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn client(args: &ControllerArgs) -> anyhow::Result<kube::Client> {
+    let options = kube::config::KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("loading the kubeconfig or the in-cluster configuration")?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Runs `headway controller` until a termination signal.
+pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    init_logs(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = client(&args).await?;
+        let identity = args.identity.clone().unwrap_or_else(default_identity);
+        let mut options = headway_controller::Options::new(identity, &args.cache_dir);
+        options.concurrency = args.concurrency;
+        options.lease_name = args.lease_name.clone();
+        options.lease_namespace = args.lease_namespace.clone();
+        options.lease_duration = Duration::from_secs(args.lease_duration);
+        options.namespace = args.namespace.clone();
+        options.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
+        options.engine.concurrency = args.apply_concurrency.max(1);
+        tracing::info!(
+            identity = %options.identity,
+            lease = %format!("{}/{}", options.lease_namespace, options.lease_name),
+            namespace = options.namespace.as_deref().unwrap_or("(all)"),
+            concurrency = options.concurrency,
+            version = env!("CARGO_PKG_VERSION"),
+            "headway controller starting"
+        );
+        headway_controller::run(client, options, termination(), None)
+            .await
+            .context("controller")?;
+        tracing::info!("headway controller stopped");
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ControllerArgs,
+    }
+
+    #[test]
+    fn flags_parse_with_defaults() {
+        let a = Cli::try_parse_from(["controller", "--identity", "a", "--lease-namespace", "x"])
+            .unwrap()
+            .args;
+        assert_eq!(a.concurrency, 4);
+        assert_eq!(a.lease_name, "headway-controller");
+        assert_eq!(a.lease_namespace, "x");
+        assert_eq!(a.lease_duration, 15);
+        assert_eq!(a.identity.as_deref(), Some("a"));
+        assert_eq!(a.log_format, LogFormat::Json);
+        let a = Cli::try_parse_from([
+            "controller",
+            "--concurrency",
+            "8",
+            "--namespace",
+            "apps",
+            "--cache-dir",
+            "/tmp/c",
+            "--log-format",
+            "text",
+        ])
+        .unwrap()
+        .args;
+        assert_eq!(a.concurrency, 8);
+        assert_eq!(a.namespace.as_deref(), Some("apps"));
+        assert_eq!(a.cache_dir, PathBuf::from("/tmp/c"));
+        assert_eq!(a.log_format, LogFormat::Text);
+        assert!(Cli::try_parse_from(["controller", "--concurrency", "x"]).is_err());
+        assert!(default_identity().contains('-'));
+    }
+}
