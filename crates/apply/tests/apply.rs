@@ -169,9 +169,9 @@ async fn crd_and_its_resources_apply_in_one_run() -> anyhow::Result<()> {
     assert_eq!(
         actions(&report),
         [
+            "large created".to_string(),
+            "small created".into(),
             format!("{crd_name} created"),
-            "large created".into(),
-            "small created".into()
         ]
     );
     let widgets = api(
