@@ -1,6 +1,7 @@
 //! `cargo xtask bench <what>`: benchmarks that compare Headway with a baseline measured in the
 //! same run (the ratio is the result; absolute times depend on the machine).
 
+mod apply;
 mod fetch;
 mod render;
 
@@ -35,6 +36,29 @@ pub enum BenchTask {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Headway's apply engine (apply + wait until Current) against concurrent server-side
+    /// applies with no checks (the floor) and `kubectl apply --server-side` + `kubectl wait`; then
+    /// a no-op re-apply with its API requests. Uses the cluster of KUBECONFIG (not the shared one).
+    Apply {
+        /// Object counts (Deployments, Services, ConfigMaps, Secrets in equal parts).
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+        sizes: Vec<usize>,
+        /// Size whose no-op re-apply is measured.
+        #[arg(long, default_value_t = 1_000)]
+        noop: usize,
+        /// Requests in flight (Headway and the floor).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Namespaces the objects are spread over.
+        #[arg(long, default_value_t = 50)]
+        namespaces: usize,
+        /// Do not run kubectl.
+        #[arg(long)]
+        skip_kubectl: bool,
+        /// Allow running against the shared cluster on port 16443.
+        #[arg(long)]
+        allow_shared_cluster: bool,
+    },
 }
 
 /// Runs one benchmark.
@@ -50,6 +74,24 @@ pub fn run(paths: &Paths, task: BenchTask) -> anyhow::Result<()> {
                 objects,
                 files,
                 runs,
+            },
+        ),
+        BenchTask::Apply {
+            sizes,
+            noop,
+            concurrency,
+            namespaces,
+            skip_kubectl,
+            allow_shared_cluster,
+        } => apply::run(
+            paths,
+            apply::Params {
+                sizes,
+                noop,
+                concurrency,
+                namespaces,
+                skip_kubectl,
+                allow_shared_cluster,
             },
         ),
         BenchTask::Fetch {
