@@ -17,9 +17,8 @@ use headway_model::prune::{RenderedSet, SyncOwner};
 use headway_render::{RenderOptions, SourceType, ToolOptions};
 use headway_source::{Auth, Cache, FetchOptions, GitRef, Secret as SourceSecret, Source};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -47,7 +46,8 @@ pub struct Ctx {
     pub engine: Arc<Engine>,
     pub cache: Arc<Cache>,
     pub cache_dir: PathBuf,
-    pub recorder: Recorder,
+    /// This replica's identity, the `reportingInstance` of its Events.
+    pub identity: String,
     pub store: Store<GitSync>,
     pub tools: ToolOptions,
     pub memory: Mutex<HashMap<(String, String), Memory>>,
@@ -460,18 +460,26 @@ async fn sync(
                 }
             }
             ctx.update_memory(&key, |m| m.succeeded(end));
-            publish(
-                ctx,
-                &obj,
-                EventType::Normal,
-                if rebuild {
-                    "RebuildSucceeded"
-                } else {
-                    conditions::REASON_SUCCEEDED
-                },
-                &summary,
-            )
-            .await;
+            // One Event per sync that did something; periodic no-op syncs are only logged.
+            let before = obj.status.as_ref();
+            let was_ready = before.is_some_and(|s| conditions::is_true(&s.conditions, READY));
+            let same_revision =
+                before.and_then(|s| s.last_applied_revision.as_deref()) == Some(revision.as_str());
+            let did_something = counts.created + counts.configured + counts.deleted > 0;
+            if did_something || !same_revision || !was_ready || rebuild {
+                publish(
+                    ctx,
+                    &obj,
+                    EventType::Normal,
+                    if rebuild {
+                        "RebuildSucceeded"
+                    } else {
+                        conditions::REASON_SUCCEEDED
+                    },
+                    &summary,
+                )
+                .await;
+            }
             info!(gitsync = %format!("{}/{}", key.0, key.1), %revision, changes = %counts, duration_ms = elapsed.as_millis() as u64, rebuild, "sync succeeded");
             let jitter =
                 schedule::jitter(spec.interval, obj.metadata.uid.as_deref().unwrap_or(""), 0);
@@ -490,14 +498,27 @@ async fn sync(
             let mut delay = None;
             ctx.update_memory(&key, |m| delay = m.failed(failure.retry, end, &seed));
             let note = format!("{summary}: {}", failure.message);
-            publish(
-                ctx,
-                &obj,
-                EventType::Warning,
-                failure.reason.as_str(),
-                &note,
-            )
-            .await;
+            // One Event per new failure; the same failure again is only logged.
+            let before = obj.status.as_ref();
+            let same_failure = before
+                .and_then(|s| conditions::get(&s.conditions, READY))
+                .is_some_and(|c| {
+                    c.reason == failure.reason.as_str()
+                        && c.message
+                            == conditions::truncate(&failure.message, conditions::MAX_MESSAGE_BYTES)
+                })
+                && before.and_then(|s| s.last_attempted_revision.as_deref())
+                    == outcome.revision.as_deref();
+            if !same_failure {
+                publish(
+                    ctx,
+                    &obj,
+                    EventType::Warning,
+                    failure.reason.as_str(),
+                    &note,
+                )
+                .await;
+            }
             warn!(gitsync = %format!("{}/{}", key.0, key.1), reason = failure.reason.as_str(), message = %failure.message, retry = ?failure.retry, "sync failed");
             Action::requeue(delay.unwrap_or(spec.interval))
         }
@@ -1025,16 +1046,42 @@ async fn write_status(
     })
 }
 
-/// Publishes an Event about the GitSync; failures are logged, never fatal.
+/// Event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+/// Publishes an Event (`events.k8s.io/v1`) about the GitSync; failures are logged, never fatal.
+/// Every call creates a new Event (kube's `Recorder` would fold Events of the same reason into
+/// one series keeping the first note, losing each sync's revision and counts).
 async fn publish(ctx: &Ctx, obj: &GitSync, type_: EventType, reason: &str, note: &str) {
+    use k8s_openapi::api::events::v1::Event;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    let (ns, name) = key_of(obj);
+    let now = k8s_openapi::jiff::Timestamp::now();
     let event = Event {
-        type_,
-        reason: reason.to_string(),
+        action: Some("Reconcile".into()),
+        reason: Some(reason.to_string()),
         note: Some(conditions::truncate(note, MAX_NOTE_BYTES)),
-        action: "Reconcile".into(),
-        secondary: None,
+        type_: Some(match type_ {
+            EventType::Normal => "Normal".into(),
+            EventType::Warning => "Warning".into(),
+        }),
+        event_time: Some(MicroTime(now)),
+        regarding: Some(obj.object_ref(&())),
+        reporting_controller: Some(crate::runner::REPORTER.into()),
+        reporting_instance: Some(ctx.identity.clone()),
+        metadata: ObjectMeta {
+            name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+            namespace: Some(ns.clone()),
+            ..ObjectMeta::default()
+        },
+        ..Event::default()
     };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+    let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
+    if let Err(e) = api.create(&PostParams::default(), &event).await {
         warn!(error = %headway_apply::error_message(&e), reason, "publishing an event");
     }
 }

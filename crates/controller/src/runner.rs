@@ -20,7 +20,6 @@ use headway_render::ToolOptions;
 use headway_source::Cache;
 use kube::api::Api;
 use kube::runtime::controller::{Config, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
@@ -251,13 +250,7 @@ async fn lead(
         engine,
         cache,
         cache_dir: options.cache_dir.clone(),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: REPORTER.into(),
-                instance: Some(options.identity.clone()),
-            },
-        ),
+        identity: options.identity.clone(),
         store: controller.store(),
         tools: options.tools.clone(),
         memory: Mutex::new(HashMap::new()),

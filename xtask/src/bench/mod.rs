@@ -2,6 +2,7 @@
 //! same run (the ratio is the result; absolute times depend on the machine).
 
 mod apply;
+mod controller;
 mod fetch;
 mod render;
 
@@ -59,11 +60,46 @@ pub enum BenchTask {
         #[arg(long)]
         allow_shared_cluster: bool,
     },
+    /// Steady-state memory of `headway controller` managing 5,000 objects in 10 GitSyncs
+    /// (target: at most 100 MiB). Uses the cluster of KUBECONFIG (not the shared one).
+    Controller {
+        /// Objects in all.
+        #[arg(long, default_value_t = 5_000)]
+        objects: usize,
+        /// GitSyncs.
+        #[arg(long, default_value_t = 10)]
+        syncs: usize,
+        /// Interval of every GitSync, in seconds.
+        #[arg(long, default_value_t = 30)]
+        interval: u64,
+        /// Seconds of steady state sampled once every GitSync is Ready.
+        #[arg(long, default_value_t = 120)]
+        steady: u64,
+        /// Allow running against the shared cluster on port 16443.
+        #[arg(long)]
+        allow_shared_cluster: bool,
+    },
 }
 
 /// Runs one benchmark.
 pub fn run(paths: &Paths, task: BenchTask) -> anyhow::Result<()> {
     match task {
+        BenchTask::Controller {
+            objects,
+            syncs,
+            interval,
+            steady,
+            allow_shared_cluster,
+        } => controller::run(
+            paths,
+            controller::Params {
+                objects,
+                syncs,
+                interval,
+                steady,
+                allow_shared_cluster,
+            },
+        ),
         BenchTask::Render {
             objects,
             files,

@@ -1,0 +1,396 @@
+//! `cargo xtask bench controller`: the steady-state memory of the `headway controller` process
+//! (release build) managing 5,000 objects in 10 GitSyncs (target: at most 100 MiB resident;
+//! Flux's kustomize-controller is reported at 190 MiB for 1,000 Kustomizations).
+//!
+//! A git repository with `syncs` directories of `objects / syncs` objects each (a Namespace,
+//! then ConfigMaps, Secrets and Services in a 5:3:2 ratio: no Pods, so the cluster's simulated
+//! kubelet is not what is measured) is served by `git daemon`. The controller runs as a child
+//! process; `syncs` GitSyncs with `interval` are created; once all are Ready, `VmRSS` of the
+//! process is sampled every second for `steady` seconds (several intervals, each one a fetch,
+//! render and no-op apply of every sync). Reported: time until all Ready, resident memory at
+//! Ready, median and maximum during the steady window, and `VmHWM` (the peak, initial sync
+//! included).
+//!
+//! The cluster is the one of `KUBECONFIG`; run it on a cluster of its own (`cargo xtask cluster
+//! up --state-dir /tmp/ctl-bench --port-base 20443`): the bench refuses the shared cluster on
+//! port 16443 unless `--allow-shared-cluster`.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use headway_controller::crd::GitSync;
+use kube::CustomResourceExt as _;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::paths::Paths;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// Objects in all (including one Namespace per sync).
+    pub objects: usize,
+    /// GitSyncs.
+    pub syncs: usize,
+    /// `spec.interval` of every GitSync, in seconds.
+    pub interval: u64,
+    /// Length of the steady-state window, in seconds.
+    pub steady: u64,
+    /// Allow the shared cluster on port 16443.
+    pub allow_shared_cluster: bool,
+}
+
+const NAMESPACE: &str = "headway-bench";
+const TARGET_MIB: f64 = 100.0;
+
+/// Runs the benchmark and prints a Markdown summary.
+pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
+    ensure!(
+        params.syncs >= 1 && params.objects >= params.syncs * 2,
+        "bad parameters {params:?}"
+    );
+    let headway = super::build_headway(paths)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run_async(&headway, &params))
+}
+
+async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
+    let config = kube::Config::infer().await.context("KUBECONFIG")?;
+    let url = config.cluster_url.to_string();
+    if url.contains(":16443") && !params.allow_shared_cluster {
+        bail!(
+            "{url} is the shared cluster; start one for the bench (cargo xtask cluster up --state-dir /tmp/ctl-bench --port-base 20443) and use its KUBECONFIG, or pass --allow-shared-cluster"
+        );
+    }
+    let client = kube::Client::try_from(config)?;
+    let dir = tempfile::tempdir()?;
+    let per_sync = params.objects / params.syncs;
+    let started = Instant::now();
+    make_repository(dir.path(), params.syncs, per_sync)?;
+    println!(
+        "repository: {} syncs x {per_sync} objects, generated in {:.1?}",
+        params.syncs,
+        started.elapsed()
+    );
+    let daemon = Daemon::start(&dir.path().join("srv"))?;
+    let repo_url = format!("git://127.0.0.1:{}/bench.git", daemon.port);
+
+    // The CRD and the namespace of the GitSyncs.
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    crds.patch(
+        "gitsyncs.headway.dev",
+        &PatchParams::apply("headway-bench").force(),
+        &Patch::Apply(&GitSync::crd()),
+    )
+    .await
+    .context("installing the GitSync CRD")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            NAMESPACE,
+            &PatchParams::apply("headway-bench").force(),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
+            ),
+        )
+        .await?;
+
+    let log = dir.path().join("controller.log");
+    let mut controller = ChildGuard(
+        Command::new(headway)
+            .args([
+                "controller",
+                "--namespace",
+                NAMESPACE,
+                "--lease-namespace",
+                NAMESPACE,
+            ])
+            .args(["--identity", "bench", "--concurrency", "4"])
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting headway controller")?,
+    );
+    let pid = controller.0.id();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss(pid)?;
+    println!(
+        "controller pid {pid}: {:.1} MiB resident before any GitSync",
+        idle.0
+    );
+
+    let api: Api<GitSync> = Api::namespaced(client.clone(), NAMESPACE);
+    let created = Instant::now();
+    for i in 0..params.syncs {
+        let obj: GitSync = serde_json::from_value(json!({
+            "apiVersion": "headway.dev/v1alpha1",
+            "kind": "GitSync",
+            "metadata": {"name": format!("bench-{i}"), "namespace": NAMESPACE},
+            "spec": {
+                "repository": {"url": repo_url},
+                "path": format!("s{i}"),
+                "interval": format!("{}s", params.interval),
+                "timeout": "10m",
+            },
+        }))?;
+        api.create(&PostParams::default(), &obj).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        if let Some(status) = controller.0.try_wait()? {
+            bail!(
+                "the controller exited with {status}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        let list = api.list(&Default::default()).await?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|g| {
+                g.status.as_ref().is_some_and(|s| {
+                    headway_controller::conditions::is_true(&s.conditions, "Ready")
+                })
+            })
+            .count();
+        if ready == params.syncs {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "only {ready} of {} GitSyncs Ready after 30 min",
+            params.syncs
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let all_ready = created.elapsed();
+    let at_ready = rss(pid)?;
+    println!(
+        "all {} GitSyncs Ready ({} objects) after {all_ready:.1?}; {:.1} MiB resident",
+        params.syncs, params.objects, at_ready.0
+    );
+
+    let mut samples = Vec::new();
+    let steady_start = Instant::now();
+    while steady_start.elapsed() < Duration::from_secs(params.steady) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        samples.push(rss(pid)?.0);
+    }
+    let (_, hwm) = rss(pid)?;
+    let list = api.list(&Default::default()).await?;
+    let syncs_in_window: usize = params.steady as usize / params.interval.max(1) as usize;
+    let total_objects: u32 = list
+        .items
+        .iter()
+        .filter_map(|g| g.status.as_ref()?.objects.as_ref().map(|o| o.total))
+        .sum();
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let median = samples[samples.len() / 2];
+    let max = samples.last().copied().unwrap_or(0.0);
+    let last = list
+        .items
+        .iter()
+        .filter_map(|g| {
+            g.status
+                .as_ref()?
+                .last_reconcile
+                .as_ref()
+                .map(|r| r.duration_ms)
+        })
+        .max()
+        .unwrap_or(0);
+
+    println!();
+    println!("## controller: steady-state memory");
+    println!();
+    println!(
+        "`headway controller` (release) managing {total_objects} objects in {} GitSyncs, interval {} s, steady window {} s (~{syncs_in_window} syncs of each GitSync):",
+        params.syncs, params.interval, params.steady
+    );
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| resident before any GitSync | {:.1} MiB |", idle.0);
+    println!("| time until all GitSyncs Ready | {all_ready:.1?} |");
+    println!("| resident when all Ready | {:.1} MiB |", at_ready.0);
+    println!("| steady-state resident, median | {median:.1} MiB |");
+    println!("| steady-state resident, max | {max:.1} MiB |");
+    println!("| peak (VmHWM, initial sync included) | {hwm:.1} MiB |");
+    println!("| slowest last sync of one GitSync | {last} ms |");
+    println!();
+    println!(
+        "Target: steady state at most {TARGET_MIB} MiB: {}",
+        if max <= TARGET_MIB { "met" } else { "NOT met" }
+    );
+
+    // Clean up: deleting the GitSyncs prunes their objects.
+    api.delete_collection(&DeleteParams::default(), &Default::default())
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !api.list(&Default::default()).await?.items.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    drop(controller);
+    drop(daemon);
+    Ok(())
+}
+
+/// `(VmRSS, VmHWM)` of a process in MiB.
+fn rss(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<f64> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
+        let kib: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .context("malformed line")?
+            .parse()?;
+        Ok(kib / 1024.0)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+fn make_repository(dir: &Path, syncs: usize, per_sync: usize) -> anyhow::Result<()> {
+    let work = dir.join("work");
+    let bare = dir.join("srv/bench.git");
+    std::fs::create_dir_all(&work)?;
+    std::fs::create_dir_all(&bare)?;
+    for i in 0..syncs {
+        let ns = format!("bench-ctl-{i}");
+        let d = work.join(format!("s{i}"));
+        std::fs::create_dir_all(&d)?;
+        let mut text = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n");
+        for j in 0..per_sync - 1 {
+            text.push_str("---\n");
+            match j % 10 {
+                0..=4 => text.push_str(&format!(
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-{j}\n  namespace: {ns}\n  labels: {{app: bench, index: \"{j}\"}}\ndata:\n  setting: \"value-{j}\"\n  config.yaml: |\n    server:\n      port: {}\n      name: bench-{j}\n",
+                    8000 + j
+                )),
+                5..=7 => text.push_str(&format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: secret-{j}\n  namespace: {ns}\ntype: Opaque\nstringData:\n  token: \"token-{j}-abcdefghijklmnop\"\n"
+                )),
+                _ => text.push_str(&format!(
+                    "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{j}\n  namespace: {ns}\nspec:\n  selector: {{app: app-{j}}}\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n"
+                )),
+            }
+        }
+        // Several files per sync, as in a real repository.
+        for (k, chunk) in text
+            .split_inclusive("---\n")
+            .collect::<Vec<_>>()
+            .chunks(50)
+            .enumerate()
+        {
+            std::fs::write(d.join(format!("part-{k:03}.yaml")), chunk.concat())?;
+        }
+    }
+    git(&bare, &["init", "-q", "--bare", "-b", "main"])?;
+    git(&work, &["init", "-q", "-b", "main"])?;
+    git(&work, &["add", "-A"])?;
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "bench",
+        ],
+    )?;
+    git(
+        &work,
+        &["push", "-q", bare.to_str().context("path")?, "main"],
+    )?;
+    Ok(())
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .with_context(|| format!("run git {args:?}"))?;
+    ensure!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// A child process killed on drop.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `git daemon` on a free port, killed on drop.
+struct Daemon {
+    _child: ChildGuard,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(base: &Path) -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut child = ChildGuard(
+            Command::new("git")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .args([
+                    "daemon",
+                    "--reuseaddr",
+                    "--export-all",
+                    "--listen=127.0.0.1",
+                ])
+                .arg(format!("--port={port}"))
+                .arg(format!("--base-path={}", base.display()))
+                .arg(base)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("start git daemon")?,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.0.try_wait()? {
+                bail!("git daemon exited: {status}");
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "git daemon not listening after 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Daemon {
+            _child: child,
+            port,
+        })
+    }
+}
