@@ -29,6 +29,7 @@ async fn sync_update_prune_broken_commit_and_delete() -> anyhow::Result<()> {
     }
     install_crd(&cluster.client).await?;
     let ns = cluster.namespace("ctl-e2e").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
     let client = cluster.client.clone();
 
     let upstream = Upstream::new();
@@ -217,6 +218,7 @@ async fn orphan_policy_dependencies_suspend_and_schema_validation() -> anyhow::R
     }
     install_crd(&cluster.client).await?;
     let ns = cluster.namespace("ctl-deps").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
     let client = cluster.client.clone();
 
     // The schema refuses what it can.

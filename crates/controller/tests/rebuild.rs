@@ -28,6 +28,7 @@ async fn rebuild_restores_everything_and_records_its_duration() -> anyhow::Resul
     }
     install_crd(&cluster.client).await?;
     let ns = cluster.namespace("ctl-rebuild").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
     let client = cluster.client.clone();
     // Cluster-scoped names are shared by parallel tests: derive them from the test namespace.
     let app_ns = format!("{}-app", ns.name);

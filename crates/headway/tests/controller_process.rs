@@ -139,6 +139,7 @@ async fn two_replicas_one_leader_and_handover_within_the_lease_duration() -> any
     }
     install_crd(&cluster.client).await?;
     let ns = cluster.namespace("ctl-leader").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
     let client = cluster.client.clone();
     let dir = tempfile::tempdir()?;
 
@@ -223,6 +224,7 @@ async fn killed_mid_apply_then_restarted_converges() -> anyhow::Result<()> {
     }
     install_crd(&cluster.client).await?;
     let ns = cluster.namespace("ctl-kill").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
     let client = cluster.client.clone();
     let dir = tempfile::tempdir()?;
 

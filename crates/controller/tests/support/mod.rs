@@ -295,3 +295,51 @@ pub fn deployment_yaml(name: &str, namespace: Option<&str>) -> String {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n{ns}spec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: app\n        image: example.invalid/app:1\n"
     )
 }
+
+/// Removes the finalizer of every GitSync left in a test namespace when dropped (declare it
+/// after the namespace, so it runs first): with no controller left to honour it, the finalizer
+/// would keep the namespace Terminating forever. The namespace's deletion removes the rest.
+pub struct Janitor {
+    config: kube::Config,
+    namespace: String,
+}
+
+impl Janitor {
+    pub fn new(cluster: &TestCluster, ns: &TestNamespace) -> Self {
+        Janitor {
+            config: cluster.config.clone(),
+            namespace: ns.name.clone(),
+        }
+    }
+}
+
+impl Drop for Janitor {
+    fn drop(&mut self) {
+        let config = self.config.clone();
+        let ns = self.namespace.clone();
+        let joined = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for cleanup");
+            rt.block_on(async {
+                let client = Client::try_from(config)?;
+                let api: Api<GitSync> = Api::namespaced(client, &ns);
+                for g in api.list(&ListParams::default()).await?.items {
+                    let name = g.metadata.name.unwrap_or_default();
+                    api.patch(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+                    )
+                    .await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = joined {
+            eprintln!("removing GitSync finalizers in {}: {e:#}", self.namespace);
+        }
+    }
+}
