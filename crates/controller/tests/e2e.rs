@@ -381,3 +381,98 @@ async fn orphan_policy_dependencies_suspend_and_schema_validation() -> anyhow::R
     );
     controller.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drift_is_reported_without_self_heal_and_corrected_with_it() -> anyhow::Result<()> {
+    let Some(cluster) = headway_tests::cluster().await else {
+        return Ok(());
+    };
+    if !git_enabled("drift_is_reported_without_self_heal_and_corrected_with_it") {
+        return Ok(());
+    }
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("ctl-drift").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let client = cluster.client.clone();
+
+    let upstream = Upstream::new();
+    upstream.write("config.yaml", &configmap_yaml("settings", "git"));
+    let head = upstream.commit("first");
+    let (_daemon, url) = git_daemon(&upstream);
+    let controller = start_controller(&cluster, &ns.name, "drift-a").await?;
+    create_gitsync(&ns, "site", &url, serde_json::json!({"selfHeal": false})).await?;
+    wait_ready_at(&ns, "site", &head, Duration::from_secs(60)).await?;
+
+    // Someone edits the object by hand.
+    let configmaps: Api<ConfigMap> = ns.api();
+    configmaps
+        .patch(
+            "settings",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"data": {"value": "by-hand"}})),
+        )
+        .await?;
+    let drifted = wait_status(
+        &ns,
+        "site",
+        "Drifted=True",
+        Duration::from_secs(30),
+        |_, s| condition(s, "Drifted").is_some_and(|(st, _, _)| st == "True"),
+    )
+    .await?;
+    let drift = drifted.status.as_ref().unwrap().drift.clone().unwrap();
+    assert_eq!(drift.drifted, 1, "{drift:?}");
+    assert!(drift.objects[0].contains("settings"), "{drift:?}");
+    assert!(drift.objects[0].contains("data.value"), "{drift:?}");
+    assert_eq!(
+        condition(drifted.status.as_ref().unwrap(), "Ready")
+            .unwrap()
+            .0,
+        "True",
+        "drift is reported, not a failure"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        configmap_data(&client, &ns.name, "settings")
+            .await?
+            .unwrap()["value"],
+        "by-hand",
+        "without self-heal the change stays"
+    );
+
+    // With self-heal, the next sync puts git's value back.
+    let api: Api<GitSync> = ns.api();
+    api.patch(
+        "site",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"spec": {"selfHeal": true}})),
+    )
+    .await?;
+    wait_for("git's value to be back", Duration::from_secs(30), || {
+        let client = client.clone();
+        let ns = ns.name.clone();
+        async move {
+            let v = configmap_data(&client, &ns, "settings")
+                .await?
+                .and_then(|d| d.get("value").cloned());
+            Ok(if v.as_deref() == Some("git") {
+                Ok(())
+            } else {
+                Err(format!("{v:?}"))
+            })
+        }
+    })
+    .await?;
+    wait_status(
+        &ns,
+        "site",
+        "Drifted=False",
+        Duration::from_secs(30),
+        |_, s| {
+            condition(s, "Drifted").is_some_and(|(st, _, _)| st == "False")
+                && s.drift.as_ref().is_some_and(|d| d.drifted == 0)
+        },
+    )
+    .await?;
+    controller.stop().await
+}
