@@ -20,7 +20,7 @@ use headway_model::changeset::{Action, ChangeSet};
 use headway_model::drift::{FieldDiff, diff, render_missing, render_text};
 use headway_model::health::Health;
 use headway_model::inventory::{DigestPrefix, Inventory, InventoryEntry};
-use headway_model::prune::{PrunePolicy, RenderedSet, SyncOwner, plan_prune};
+use headway_model::prune::{PrunePolicy, PruneRefused, RenderedSet, SyncOwner, plan_prune};
 use headway_model::{Manifest, ObjectRef};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -147,6 +147,19 @@ pub struct SyncFailure {
     pub step: SyncStep,
     /// What went wrong; lists every object concerned (failed applies, objects not Current).
     pub message: String,
+    /// Set when the prune was refused as a whole by a guard (empty set, mass deletion): it
+    /// repeats until the source or the policy changes, unlike failed deletions.
+    pub refused: Option<PruneRefused>,
+}
+
+impl SyncFailure {
+    fn new(step: SyncStep, message: String) -> Self {
+        SyncFailure {
+            step,
+            message,
+            refused: None,
+        }
+    }
 }
 
 impl std::fmt::Display for SyncFailure {
@@ -350,10 +363,10 @@ impl Engine {
             .await;
         report.timings.extend(applied.timings);
         if let Some(message) = applied.failure {
-            report.failure = Some(SyncFailure {
-                step: SyncStep::Apply,
-                message: with_failures(message, &applied.changes),
-            });
+            report.failure = Some(SyncFailure::new(
+                SyncStep::Apply,
+                with_failures(message, &applied.changes),
+            ));
         }
         let results: HashMap<&ObjectRef, &Action> = applied
             .changes
@@ -386,6 +399,7 @@ impl Engine {
                     report.failure = Some(SyncFailure {
                         step: SyncStep::Prune,
                         message: refused.to_string(),
+                        refused: Some(refused),
                     });
                 }
                 Ok(plan) => {
@@ -404,10 +418,7 @@ impl Engine {
                             String::from("some objects could not be deleted"),
                             &pruned,
                         );
-                        report.failure = Some(SyncFailure {
-                            step: SyncStep::Prune,
-                            message,
-                        });
+                        report.failure = Some(SyncFailure::new(SyncStep::Prune, message));
                     }
                     report.changes.extend(pruned);
                 }
@@ -433,10 +444,7 @@ impl Engine {
             .await;
             report.health = waited.health;
             if let Some(message) = waited.failure {
-                report.failure = Some(SyncFailure {
-                    step: SyncStep::Health,
-                    message,
-                });
+                report.failure = Some(SyncFailure::new(SyncStep::Health, message));
             }
             report.timings.push(("wait".into(), started.elapsed()));
         }
@@ -590,4 +598,16 @@ fn with_failures(message: String, changes: &ChangeSet) -> String {
         out.push_str(&c.to_string());
     }
     out
+}
+
+/// Compile-time guard: the engine's futures are `Send`, so callers can `tokio::spawn` them (kube's
+/// `Controller` does). Never called.
+#[allow(dead_code)]
+fn futures_are_send(engine: &Engine, req: &SyncRequest, owner: &SyncOwner, set: &RenderedSet) {
+    fn assert_send<T: Send>(_: &T) {}
+    assert_send(&engine.sync(req));
+    assert_send(&engine.drift(owner, set, "default"));
+    assert_send(&engine.delete_all(owner, "default"));
+    assert_send(&engine.inventory(owner));
+    assert_send(&engine.replace_inventory(owner, &Inventory::new()));
 }

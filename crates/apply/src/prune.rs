@@ -33,9 +33,10 @@ impl Engine {
                 .iter()
                 .filter(|(id, _)| Stage::of(&id.kind) == stage)
                 .collect();
-            let mut results: Vec<(usize, Action)> = stream::iter(batch.iter().enumerate())
-                .map(|(i, (id, entry))| {
-                    let catalog = &catalog;
+            let catalog = &catalog;
+            let mut results: Vec<(usize, Action)> = stream::iter(0..batch.len())
+                .map(|i| {
+                    let (id, entry) = batch[i];
                     async move {
                         let action = match catalog.resolve_any_version(&entry.api_version, &id.kind)
                         {

@@ -7,6 +7,7 @@ mod support;
 use headway_apply::SyncStep;
 use headway_model::changeset::Action;
 use headway_model::inventory::{DigestPrefix, Inventory, InventoryEntry};
+use headway_model::prune::PruneRefused;
 use headway_model::{Digest, ObjectRef};
 use headway_tests::cluster;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -146,6 +147,10 @@ async fn an_empty_set_is_refused_unless_allowed() -> anyhow::Result<()> {
     let report = engine.sync(&request(&ns.name, set("r2", vec![]))).await?;
     let failure = report.failure.clone().expect("refused");
     assert_eq!(failure.step, SyncStep::Prune);
+    assert!(matches!(
+        failure.refused,
+        Some(PruneRefused::EmptyDesiredSet { previous: 2, .. })
+    ));
     assert!(
         failure.message.contains("renders no objects"),
         "{failure:?}"
@@ -182,6 +187,14 @@ async fn the_mass_deletion_guard_trips() -> anyhow::Result<()> {
         .await?;
     let failure = report.failure.clone().expect("refused");
     assert_eq!(failure.step, SyncStep::Prune);
+    assert!(matches!(
+        failure.refused,
+        Some(PruneRefused::MassDeletion {
+            stale: 7,
+            previous: 8,
+            ..
+        })
+    ));
     assert!(
         failure.message.contains("refusing to prune 7 of 8 objects"),
         "{failure:?}"
