@@ -5,6 +5,7 @@
 mod bench;
 mod cluster;
 mod codegen;
+mod demo;
 mod paths;
 mod test;
 
@@ -26,6 +27,9 @@ enum Task {
         #[command(flatten)]
         opts: cluster::Options,
     },
+    /// The recovery story on the local cluster: a git repository, the controller, a GitSync, a
+    /// disaster and a timed rebuild.
+    Demo(demo::Options),
     /// Benchmarks, each against a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -66,6 +70,7 @@ fn main() {
             }
         }
         Task::Test(opts) => test::run(&opts),
+        Task::Demo(opts) => demo::run(&opts),
         Task::Bench { what } => bench::run(&paths::Paths::new(None), what),
         Task::Codegen(opts) => codegen::run(&paths::Paths::new(None).root, &opts),
     };

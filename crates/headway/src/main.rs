@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod apply_cmd;
 mod controller_cmd;
 mod diff_cmd;
+mod fetch_cmd;
 mod health_cmd;
 mod input;
 mod render_cmd;
@@ -25,6 +26,8 @@ enum Command {
     /// Render a directory or a git repository (plain YAML, Kustomize or Helm) and print its
     /// manifests in apply order.
     Render(render_cmd::RenderArgs),
+    /// Fetch a revision of a git repository into the cache (depth 1) and print what was fetched.
+    Fetch(fetch_cmd::FetchArgs),
     /// Show what `apply` would change in the cluster (exit 0: none, 2: differences, 1: error).
     Diff(diff_cmd::DiffArgs),
     /// Apply a directory or a git repository to the cluster once, without a controller.
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Render(args) => render_cmd::run(args)?,
+        Command::Fetch(args) => fetch_cmd::run(args)?,
         Command::Controller(args) => controller_cmd::run(args)?,
         Command::Diff(args) => std::process::exit(diff_cmd::run(args)?),
         Command::Apply(args) => std::process::exit(apply_cmd::run(args)?),

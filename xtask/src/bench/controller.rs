@@ -52,7 +52,7 @@ pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
         params.syncs >= 1 && params.objects >= params.syncs * 2,
         "bad parameters {params:?}"
     );
-    let headway = super::build_headway(paths)?;
+    let headway = super::build_headway(paths, true)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

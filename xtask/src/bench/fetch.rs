@@ -1,5 +1,6 @@
-//! `cargo xtask bench fetch`: Headway's depth-1 fetch (library call, cold cache) against
-//! `git clone --depth 1`, both from the same `git daemon` on 127.0.0.1.
+//! `cargo xtask bench fetch`: Headway's depth-1 fetch (`headway fetch`, release build, cold
+//! cache) against `git clone --depth 1`, both processes, both from the same `git daemon` on
+//! 127.0.0.1.
 //!
 //! The repository is generated with `git fast-import`: `commits` commits over `files` files
 //! (most of them large and rarely changed, a few small ones changed in every commit, like a
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 
-use super::median;
-use headway_source::{Cache, FetchOptions, GitRef, Limits, Source};
+use super::{build_headway, median};
+use crate::paths::Paths;
 
 /// What to generate and how often to measure.
 #[derive(Clone, Copy, Debug)]
@@ -41,7 +42,7 @@ impl Default for Params {
 }
 
 /// Generates the repository, serves it, measures both sides and prints the result.
-pub fn run(params: Params) -> anyhow::Result<()> {
+pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
     ensure!(
         params.commits >= 1 && params.files >= 10 && params.runs >= 1,
         "bad parameters {params:?}"
@@ -71,25 +72,26 @@ pub fn run(params: Params) -> anyhow::Result<()> {
     // Warm the server's page cache once for both sides.
     git_clone(&url, &dir.path().join("warmup"))?;
 
-    let options = FetchOptions {
-        limits: Limits {
-            max_bytes: 4 << 30,
-            max_files: 1_000_000,
-        },
-        ..FetchOptions::default()
-    };
-    let source = Source::new(url.as_str(), GitRef::Branch("main".into()));
+    let headway_bin = build_headway(paths, true)?;
     let mut headway = Vec::new();
     let mut git_times = Vec::new();
-    let mut last = None;
+    let mut last = String::new();
     for i in 0..params.runs {
         // Alternate so that neither side always runs on a warmer machine.
         let cache_dir = dir.path().join(format!("headway-{i}"));
         let t = Instant::now();
-        let cache = Cache::new(&cache_dir)?;
-        let revision = cache.fetch(&source, &options)?;
+        let out = Command::new(&headway_bin)
+            .args(["fetch", "--repo", &url, "--ref", "main", "--git-cache"])
+            .arg(&cache_dir)
+            .output()
+            .context("run headway fetch")?;
         headway.push(t.elapsed());
-        last = Some(revision);
+        ensure!(
+            out.status.success(),
+            "headway fetch failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
         std::fs::remove_dir_all(&cache_dir)?;
 
         let clone_dir = dir.path().join(format!("git-{i}"));
@@ -98,17 +100,12 @@ pub fn run(params: Params) -> anyhow::Result<()> {
         git_times.push(t.elapsed());
         std::fs::remove_dir_all(&clone_dir)?;
     }
-    let revision = last.context("no run")?;
     let h = median(&mut headway);
     let g = median(&mut git_times);
+    let stats = last.lines().find(|l| l.starts_with("files ")).unwrap_or("");
+    println!("depth-1 fetch: {stats}");
     println!(
-        "depth-1 fetch of {} files, {:.1} MiB checked out, {:.1} MiB received",
-        revision.stats.files,
-        mib(revision.stats.bytes),
-        mib(revision.stats.received_bytes)
-    );
-    println!(
-        "headway (libgit2, cold cache): median {h:.3?} over {} runs {headway:.3?}",
+        "headway fetch (cold cache):    median {h:.3?} over {} runs {headway:.3?}",
         params.runs
     );
     println!(

@@ -134,11 +134,14 @@ pub fn run(paths: &Paths, task: BenchTask) -> anyhow::Result<()> {
             commits,
             files,
             runs,
-        } => fetch::run(fetch::Params {
-            commits,
-            files,
-            runs,
-        }),
+        } => fetch::run(
+            paths,
+            fetch::Params {
+                commits,
+                files,
+                runs,
+            },
+        ),
     }
 }
 
@@ -148,19 +151,24 @@ pub fn median(samples: &mut [std::time::Duration]) -> std::time::Duration {
     samples[samples.len() / 2]
 }
 
-/// Builds the `headway` binary in release mode and returns its path.
-pub fn build_headway(paths: &Paths) -> anyhow::Result<std::path::PathBuf> {
+/// Builds the `headway` binary (release or debug profile) and returns its path.
+pub fn build_headway(paths: &Paths, release: bool) -> anyhow::Result<std::path::PathBuf> {
     use anyhow::{Context as _, ensure};
-    println!("building headway (release)...");
+    let profile = if release { "release" } else { "debug" };
+    println!("building headway ({profile})...");
+    let mut args = vec!["build", "--quiet", "-p", "headway"];
+    if release {
+        args.push("--release");
+    }
     let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args(["build", "--quiet", "--release", "-p", "headway"])
+        .args(&args)
         .current_dir(&paths.root)
         .status()
         .context("run cargo build")?;
-    ensure!(status.success(), "cargo build --release -p headway failed");
+    ensure!(status.success(), "cargo {} failed", args.join(" "));
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => paths.root.join(dir),
         None => paths.root.join("target"),
     };
-    Ok(target.join("release/headway"))
+    Ok(target.join(profile).join("headway"))
 }

@@ -32,7 +32,7 @@ pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
         "{} is missing: run `cargo xtask cluster build` first",
         kubectl.display()
     );
-    let headway = build_headway(paths)?;
+    let headway = build_headway(paths, true)?;
     let dir = tempfile::tempdir()?;
     let manifests = dir.path().join("manifests");
     let bytes = generate(&manifests, params)?;
