@@ -22,9 +22,11 @@
 //! re-applied. After a restart the memory is empty and every object is applied once; a
 //! server-side apply that changes nothing does not write, so the resourceVersions stay.
 //!
-//! Created, configured and unchanged are told from the listed `resourceVersion` and the one the
-//! apply returned; an object absent from the list was created when the returned object has no
-//! field manager other than Headway.
+//! Created, configured and unchanged are told from the listed object and the one the apply
+//! returned: unchanged when the `resourceVersion` is the same, or (a controller wrote the status
+//! in between) when the `generation` is the same and the listed object already had the desired
+//! labels and annotations. An object absent from the list was created when the returned object
+//! has no field manager other than Headway.
 //!
 //! With self-heal off, an object is applied only when its digest differs from the one recorded
 //! in the inventory (a change in the source); hand edits and deletions are left alone.
@@ -417,9 +419,19 @@ impl Engine {
     ) -> Action {
         match before {
             Before::Live(live) => {
-                if live.metadata.resource_version == after.resource_version
-                    && live.metadata.uid == after.uid
-                {
+                let before = &live.metadata;
+                let same_version = before.resource_version == after.resource_version;
+                // A controller may write the object (its status) between the list and the
+                // apply: with the same generation (no spec change) and our labels and annotations
+                // already in place, the apply itself changed nothing.
+                let untouched_by_us = before.generation.is_some_and(|g| g > 0)
+                    && before.generation == after.generation
+                    && contains_all(m.object.pointer("/metadata/labels"), before.labels.as_ref())
+                    && contains_all(
+                        m.object.pointer("/metadata/annotations"),
+                        before.annotations.as_ref(),
+                    );
+                if before.uid == after.uid && (same_version || untouched_by_us) {
                     Action::Unchanged
                 } else {
                     Action::Configured

@@ -97,6 +97,12 @@ async fn run_async(_paths: &Paths, kubectl: &Path, params: Params) -> anyhow::Re
     let (client, counter) = counting_client(config.clone(), params.concurrency)?;
     println!("cluster {url}; concurrency {}", params.concurrency);
     register_node(&client).await?;
+    // Leftovers of an interrupted run would make the first apply a no-op.
+    for &n in &params.sizes {
+        for who in ["floor", "headway", "kubectl"] {
+            delete_namespaces(&client, &format!("{who}-{n}"), params.namespaces).await?;
+        }
+    }
 
     let mut summary = String::new();
     let mut results: BTreeMap<usize, BTreeMap<&str, Measured>> = BTreeMap::new();
