@@ -14,6 +14,7 @@ use crate::cluster::{Cluster, Options as ClusterOptions};
 
 /// Options of `cargo xtask demo`.
 #[derive(clap::Args)]
+#[group(skip)]
 pub struct Options {
     #[command(flatten)]
     pub cluster: ClusterOptions,

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use crate::cluster::{self, Cluster, Started};
 
 #[derive(clap::Args, Debug)]
+#[group(skip)]
 pub struct Options {
     #[command(flatten)]
     cluster: cluster::Options,
