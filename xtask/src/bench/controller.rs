@@ -3,8 +3,9 @@
 //! Flux's kustomize-controller is reported at 190 MiB for 1,000 Kustomizations).
 //!
 //! A git repository with `syncs` directories of `objects / syncs` objects each (a Namespace,
-//! then ConfigMaps, Secrets and Services in a 5:3:2 ratio: no Pods, so the cluster's simulated
-//! kubelet is not what is measured) is served by `git daemon`. The controller runs as a child
+//! then ConfigMaps, Secrets and headless Services in a 5:3:2 ratio: no Pods, so the cluster's
+//! simulated kubelet is not what is measured, and no cluster IPs, of which the local cluster has
+//! only 254) is served by `git daemon`. The controller runs as a child
 //! process; `syncs` GitSyncs with `interval` are created; once all are Ready, `VmRSS` of the
 //! process is sampled every second for `steady` seconds (several intervals, each one a fetch,
 //! render and no-op apply of every sync). Reported: time until all Ready, resident memory at
@@ -286,7 +287,7 @@ fn make_repository(dir: &Path, syncs: usize, per_sync: usize) -> anyhow::Result<
                     "apiVersion: v1\nkind: Secret\nmetadata:\n  name: secret-{j}\n  namespace: {ns}\ntype: Opaque\nstringData:\n  token: \"token-{j}-abcdefghijklmnop\"\n"
                 )),
                 _ => text.push_str(&format!(
-                    "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{j}\n  namespace: {ns}\nspec:\n  selector: {{app: app-{j}}}\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n"
+                    "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{j}\n  namespace: {ns}\nspec:\n  clusterIP: None\n  selector: {{app: app-{j}}}\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n"
                 )),
             }
         }
