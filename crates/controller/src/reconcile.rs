@@ -740,10 +740,7 @@ async fn pipeline(
     req.max_prune_fraction = Some(f64::from(spec.max_prune_percent) / 100.0);
     req.rebuild = rebuild;
     req.self_heal = spec.self_heal || rebuild;
-    let engine = ctx.engine.clone();
-    let report = off_thread(move || async move { engine.sync(&req).await })
-        .await
-        .map_err(|e| apply_error(&e))?;
+    let report = ctx.engine.sync(&req).await.map_err(|e| apply_error(&e))?;
     for (name, d) in &report.timings {
         stage(outcome, name, *d);
     }
@@ -773,8 +770,11 @@ async fn pipeline(
             SyncStep::Prune => {
                 // A refused prune (empty set, mass deletion) repeats until git or the spec
                 // changes; failed deletions may succeed later.
-                let refused = failure.message.starts_with("refusing to prune");
-                Failure::new(Reason::PruneFailed, failure.message.clone(), !refused)
+                Failure::new(
+                    Reason::PruneFailed,
+                    failure.message.clone(),
+                    failure.refused.is_none(),
+                )
             }
             SyncStep::Health => {
                 Failure::new(Reason::HealthCheckFailed, failure.message.clone(), false)
@@ -792,9 +792,7 @@ async fn pipeline(
     // Drift check: with self-heal, the sync itself re-applied what differed.
     if !spec.self_heal && !rebuild {
         let t = Instant::now();
-        let engine = ctx.engine.clone();
-        let (owner2, ns2) = (owner.clone(), default_namespace.clone());
-        match off_thread(move || async move { engine.drift(&owner2, &set, &ns2).await }).await {
+        match ctx.engine.drift(&owner, &set, &default_namespace).await {
             Ok(drift) => {
                 let mut listed = Vec::new();
                 let mut drifted = 0u32;
@@ -828,22 +826,6 @@ async fn pipeline(
         stage(outcome, "drift", t.elapsed());
     }
     Ok(())
-}
-
-/// Runs an engine call on a blocking thread, driving it with the runtime's handle: its future is
-/// not `Send` (see target/controller-needs-from-apply.md), so it cannot be part of a spawned
-/// reconcile. The call runs to completion even if the reconcile is cancelled.
-async fn off_thread<F, Fut, T>(f: F) -> T
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = T>,
-    T: Send + 'static,
-{
-    let handle = tokio::runtime::Handle::current();
-    match tokio::task::spawn_blocking(move || handle.block_on(f())).await {
-        Ok(v) => v,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
 }
 
 fn remove_scratch(dir: Option<PathBuf>) {
@@ -965,9 +947,9 @@ async fn cleanup(obj: Arc<GitSync>, ctx: &Ctx) -> Result<Action, ReconcileError>
     };
     match policy {
         DeletionPolicy::Prune => {
-            let engine = ctx.engine.clone();
-            let (owner2, ns2) = (owner.clone(), ns.clone());
-            let changes = off_thread(move || async move { engine.delete_all(&owner2, &ns2).await })
+            let changes = ctx
+                .engine
+                .delete_all(&owner, &ns)
                 .await
                 .map_err(|e| ReconcileError::Cleanup(format!("{ns}/{name}"), e.to_string()))?;
             if !changes.is_ok() {
