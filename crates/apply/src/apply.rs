@@ -295,12 +295,24 @@ impl Engine {
         }
         let selector = owner_selector(owner);
         let mut before = vec![Before::Unknown; manifests.len()];
-        for (r, indices) in groups.into_values() {
-            let namespaces: BTreeSet<Option<String>> = indices
-                .iter()
-                .map(|&i| manifests[i].id.namespace.clone())
-                .collect();
-            match calls.list_metadata(&r, &selector, &namespaces).await {
+        // One list per resource, concurrently.
+        let listed: Vec<_> = stream::iter(groups.into_values())
+            .map(|(r, indices)| {
+                let selector = &selector;
+                async move {
+                    let namespaces: BTreeSet<Option<String>> = indices
+                        .iter()
+                        .map(|&i| manifests[i].id.namespace.clone())
+                        .collect();
+                    let result = calls.list_metadata(&r, selector, &namespaces).await;
+                    (r, indices, result)
+                }
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        for (r, indices, result) in listed {
+            match result {
                 Ok(mut items) => {
                     for i in indices {
                         let id = &manifests[i].id;

@@ -72,7 +72,9 @@ impl Calls {
         .await
     }
 
-    /// Like [`Calls::list_metadata`], whole objects as JSON.
+    /// Like [`Calls::list_metadata`], whole objects as JSON. The API server leaves `apiVersion`
+    /// and `kind` out of the items of a list; they are set here (the health rules dispatch on
+    /// them).
     pub async fn list_objects(
         &self,
         resolved: &Resolved,
@@ -82,13 +84,24 @@ impl Calls {
         let lp = ListParams::default().labels(selector);
         self.list_with(resolved, namespaces, |api| {
             let lp = lp.clone();
+            let (api_version, kind) = (
+                resolved.resource.api_version.clone(),
+                resolved.resource.kind.clone(),
+            );
             async move {
                 Ok(api
                     .list(&lp)
                     .await?
                     .items
                     .into_iter()
-                    .map(|item| (key_of(&item.metadata), to_json(&item)))
+                    .map(|item| {
+                        let mut json = to_json(&item);
+                        if let Some(o) = json.as_object_mut() {
+                            o.insert("apiVersion".into(), Value::String(api_version.clone()));
+                            o.insert("kind".into(), Value::String(kind.clone()));
+                        }
+                        (key_of(&item.metadata), json)
+                    })
                     .collect())
             }
         })

@@ -58,16 +58,32 @@ pub(crate) async fn read_live(
     }
     let selector = owner_selector(owner);
     let mut singles: Vec<(usize, Resolved)> = Vec::new();
+    let mut listed_groups = Vec::new();
     for (resolved, indices) in groups.into_values() {
         if indices.len() <= LIST_THRESHOLD {
             singles.extend(indices.into_iter().map(|i| (i, resolved.clone())));
-            continue;
+        } else {
+            listed_groups.push((resolved, indices));
         }
-        let namespaces: BTreeSet<Option<String>> = indices
-            .iter()
-            .map(|&i| manifests[i].id.namespace.clone())
-            .collect();
-        match calls.list_objects(&resolved, &selector, &namespaces).await {
+    }
+    // One list per resource, concurrently.
+    let listed: Vec<_> = stream::iter(listed_groups)
+        .map(|(resolved, indices)| {
+            let selector = &selector;
+            async move {
+                let namespaces: BTreeSet<Option<String>> = indices
+                    .iter()
+                    .map(|&i| manifests[i].id.namespace.clone())
+                    .collect();
+                let result = calls.list_objects(&resolved, selector, &namespaces).await;
+                (resolved, indices, result)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    for (resolved, indices, result) in listed {
+        match result {
             Ok(mut items) => {
                 for i in indices {
                     let id = &manifests[i].id;

@@ -32,9 +32,14 @@ async fn a_deployment_that_never_becomes_ready_times_out_with_its_reason() -> an
         &ns.name,
         set(
             "r1",
+            // More Deployments than LIST_THRESHOLD: they are read with one list, whose items
+            // carry no apiVersion and kind of their own.
             vec![
                 unschedulable("stuck", None),
                 deployment("fine", 1),
+                deployment("fine-2", 1),
+                deployment("fine-3", 1),
+                deployment("fine-4", 1),
                 configmap("cfg", json!({})),
             ],
         ),

@@ -394,7 +394,11 @@ async fn floor_apply(
             .items
             .iter()
             .filter(|d| {
-                health(&serde_json::to_value(d).unwrap_or_default()).status == HealthStatus::Current
+                // List items carry no apiVersion and kind; the health rules dispatch on them.
+                let mut v = serde_json::to_value(d).unwrap_or_default();
+                v["apiVersion"] = json!("apps/v1");
+                v["kind"] = json!("Deployment");
+                health(&v).status == HealthStatus::Current
             })
             .count();
         if current == expected {
