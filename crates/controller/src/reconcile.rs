@@ -51,7 +51,12 @@ pub struct Ctx {
     pub store: Store<GitSync>,
     pub tools: ToolOptions,
     pub memory: Mutex<HashMap<(String, String), Memory>>,
+    /// Per GitSync: the Event series of its no-op syncs.
+    pub no_change_events: Mutex<HashMap<(String, String), NoChangeSeries>>,
 }
+
+/// The Event series recording the no-op syncs of one revision: (Event name, revision, count).
+pub type NoChangeSeries = (String, String, i32);
 
 impl Ctx {
     fn memory_of(&self, key: &(String, String)) -> Memory {
@@ -460,7 +465,9 @@ async fn sync(
                 }
             }
             ctx.update_memory(&key, |m| m.succeeded(end));
-            // One Event per sync that did something; periodic no-op syncs are only logged.
+            // One Event per sync that did something; the no-op syncs of one revision form one
+            // Event series (its count and last time move), so every reconcile is recorded
+            // without an Event object per interval.
             let before = obj.status.as_ref();
             let was_ready = before.is_some_and(|s| conditions::is_true(&s.conditions, READY));
             let same_revision =
@@ -479,6 +486,8 @@ async fn sync(
                     &summary,
                 )
                 .await;
+            } else {
+                publish_no_change(ctx, &obj, &revision, &summary).await;
             }
             info!(gitsync = %format!("{}/{}", key.0, key.1), %revision, changes = %counts, duration_ms = elapsed.as_millis() as u64, rebuild, "sync succeeded");
             let jitter =
@@ -937,6 +946,10 @@ async fn cleanup(obj: Arc<GitSync>, ctx: &Ctx) -> Result<Action, ReconcileError>
         .lock()
         .expect("memory lock")
         .remove(&(ns.clone(), name.clone()));
+    ctx.no_change_events
+        .lock()
+        .expect("events lock")
+        .remove(&(ns.clone(), name.clone()));
     let policy = if obj.spec.suspend {
         DeletionPolicy::Orphan
     } else {
@@ -1039,6 +1052,67 @@ pub enum EventType {
 /// Every call creates a new Event (kube's `Recorder` would fold Events of the same reason into
 /// one series keeping the first note, losing each sync's revision and counts).
 async fn publish(ctx: &Ctx, obj: &GitSync, type_: EventType, reason: &str, note: &str) {
+    let _ = create_event(ctx, obj, type_, reason, note).await;
+}
+
+/// Reason of the Event series recording the no-op syncs of one revision.
+pub const REASON_NO_CHANGE: &str = "NoChange";
+
+/// Records a sync that changed nothing: the first one of a revision creates an Event
+/// `NoChange`, the next ones add to its series (count, last observed time), as Kubernetes does
+/// for repeated Events. The series is remembered per process (a new leader starts a new one).
+async fn publish_no_change(ctx: &Ctx, obj: &GitSync, revision: &str, note: &str) {
+    use k8s_openapi::api::events::v1::{Event, EventSeries};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let key = key_of(obj);
+    let known = ctx
+        .no_change_events
+        .lock()
+        .expect("events lock")
+        .get(&key)
+        .cloned();
+    if let Some((event_name, rev, count)) = known
+        && rev == revision
+    {
+        let api: Api<Event> = Api::namespaced(ctx.client.clone(), &key.0);
+        let series = EventSeries {
+            count: count + 1,
+            last_observed_time: MicroTime(k8s_openapi::jiff::Timestamp::now()),
+        };
+        let patch = json!({"series": series});
+        match api
+            .patch(&event_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                ctx.no_change_events
+                    .lock()
+                    .expect("events lock")
+                    .insert(key, (event_name, rev, count + 1));
+                return;
+            }
+            // Expired (Events live an hour) or deleted: start a new series.
+            Err(e) => tracing::debug!(error = %headway_apply::error_message(&e), "event series"),
+        }
+    }
+    if let Some(event_name) =
+        create_event(ctx, obj, EventType::Normal, REASON_NO_CHANGE, note).await
+    {
+        ctx.no_change_events
+            .lock()
+            .expect("events lock")
+            .insert(key, (event_name, revision.to_string(), 1));
+    }
+}
+
+/// Creates an Event; returns its name.
+async fn create_event(
+    ctx: &Ctx,
+    obj: &GitSync,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) -> Option<String> {
     use k8s_openapi::api::events::v1::Event;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
     let (ns, name) = key_of(obj);
@@ -1063,8 +1137,12 @@ async fn publish(ctx: &Ctx, obj: &GitSync, type_: EventType, reason: &str, note:
         ..Event::default()
     };
     let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
-    if let Err(e) = api.create(&PostParams::default(), &event).await {
-        warn!(error = %headway_apply::error_message(&e), reason, "publishing an event");
+    match api.create(&PostParams::default(), &event).await {
+        Ok(e) => e.metadata.name,
+        Err(e) => {
+            warn!(error = %headway_apply::error_message(&e), reason, "publishing an event");
+            None
+        }
     }
 }
 

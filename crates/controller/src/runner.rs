@@ -254,6 +254,7 @@ async fn lead(
         store: controller.store(),
         tools: options.tools.clone(),
         memory: Mutex::new(HashMap::new()),
+        no_change_events: Mutex::new(HashMap::new()),
     });
     controller
         .graceful_shutdown_on(stop)

@@ -403,6 +403,25 @@ async fn drift_is_reported_without_self_heal_and_corrected_with_it() -> anyhow::
     create_gitsync(&ns, "site", &url, serde_json::json!({"selfHeal": false})).await?;
     wait_ready_at(&ns, "site", &head, Duration::from_secs(60)).await?;
 
+    // Every reconcile is recorded: the no-op syncs of a revision form one Event series.
+    wait_for(
+        "a NoChange Event series of 2",
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            let ns = ns.name.clone();
+            async move {
+                let n = event_count(&client, &ns, "site", "NoChange").await?;
+                Ok(if n.is_some_and(|n| n >= 2) {
+                    Ok(())
+                } else {
+                    Err(format!("{n:?}"))
+                })
+            }
+        },
+    )
+    .await?;
+
     // Someone edits the object by hand.
     let configmaps: Api<ConfigMap> = ns.api();
     configmaps

@@ -343,3 +343,27 @@ impl Drop for Janitor {
         }
     }
 }
+
+/// The largest series count (1 for an Event without series) of the Events with `reason` about
+/// the GitSync `name`, or `None` when there is none.
+pub async fn event_count(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> anyhow::Result<Option<i32>> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding
+                    .as_ref()
+                    .is_some_and(|r| r.name.as_deref() == Some(name))
+        })
+        .map(|e| e.series.map(|s| s.count).unwrap_or(1))
+        .max())
+}
