@@ -129,27 +129,57 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     ])
     .and_then(|yaml| kubectl_stdin(paths.bin().join("kubectl"), &kubeconfig, &yaml))?;
     let log = dir.join("controller.log");
+    let log_file = std::fs::File::create(&log)?;
     let controller = Background {
         name: "headway controller",
         child: Some(
             Command::new(&headway)
                 .args([
                     "controller",
+                    "--namespace",
+                    NAMESPACE,
                     "--lease-namespace",
                     "headway-system",
+                    "--lease-name",
+                    "headway-demo",
                     "--cache-dir",
                 ])
                 .arg(dir.join("cache"))
                 .env("KUBECONFIG", &kubeconfig)
                 .env("PATH", path_with(&paths.bin()))
                 .stdin(Stdio::null())
-                .stdout(std::fs::File::create(&log)?)
-                .stderr(std::fs::File::create(dir.join("controller.stderr"))?)
+                .stdout(log_file.try_clone()?)
+                .stderr(log_file)
                 .spawn()
                 .context("start headway controller")?,
         ),
     };
     println!("demo: headway controller running (logs: {})", log.display());
+
+    // A GitSync left by an earlier demo is deleted first (its finalizer prunes what it applied),
+    // so that this run starts from nothing.
+    if !kubectl(&["get", "gitsync", "-n", NAMESPACE, "-o", "name"])?
+        .trim()
+        .is_empty()
+    {
+        println!("demo: deleting the GitSync of an earlier run (its finalizer prunes its objects)");
+        kubectl(&[
+            "delete",
+            "gitsync",
+            SYNC,
+            "-n",
+            NAMESPACE,
+            "--ignore-not-found",
+            "--timeout=120s",
+        ])?;
+        kubectl(&[
+            "delete",
+            "namespace",
+            "demo-shop",
+            "--ignore-not-found",
+            "--timeout=120s",
+        ])?;
+    }
 
     // 3. The GitSync: from nothing to everything Current.
     let gitsync = format!(
@@ -189,45 +219,46 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         "--overwrite",
         &format!("headway.dev/rebuild-requested-at={stamp}"),
     ])?;
+    // Done when the controller has taken the request, finished reconciling, and is Ready.
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let handled = kubectl(&[
+        let state = kubectl(&[
             "get",
             "gitsync",
             SYNC,
             "-n",
             NAMESPACE,
             "-o",
-            "jsonpath={.status.lastHandledRebuildRequest}",
+            "jsonpath={.status.lastHandledRebuildRequest} {.status.conditions[?(@.type==\"Reconciling\")].status} {.status.conditions[?(@.type==\"Ready\")].status} {.status.lastRebuild.end}",
         ])?;
-        if handled.trim() == stamp {
+        let fields: Vec<&str> = state.split_whitespace().collect();
+        if let [handled, "False", "True", _end] = fields.as_slice()
+            && *handled == stamp
+        {
             break;
         }
         if Instant::now() > deadline {
             bail!(
-                "the rebuild was not handled within 180 s; controller log: {}",
+                "the rebuild did not finish within 180 s ({state}); controller log: {}",
                 log.display()
             );
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
-    wait_ready(&kubectl, Duration::from_secs(180))?;
     println!(
         "demo: rebuilt in {:.1}s (seen from outside); the controller's own record:",
         started.elapsed().as_secs_f64()
     );
-    println!(
-        "{}",
-        kubectl(&[
-            "get",
-            "gitsync",
-            SYNC,
-            "-n",
-            NAMESPACE,
-            "-o",
-            "jsonpath={.status.lastRebuild}",
-        ])?
-    );
+    let record = kubectl(&[
+        "get",
+        "gitsync",
+        SYNC,
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath=  rebuild of {.status.lastRebuild.revision}: {.status.lastRebuild.result} in {.status.lastRebuild.duration}{\"\\n\"}  stages:{range .status.lastRebuild.stages[*]} {.name}={.durationMs}ms{end}",
+    ])?;
+    println!("{record}");
     println!("{}", kubectl(&["get", "deploy", "-n", "demo-shop"])?);
 
     if opts.keep {
