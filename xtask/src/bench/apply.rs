@@ -49,6 +49,8 @@ pub struct Params {
     pub skip_kubectl: bool,
     /// Allow the shared cluster on port 16443.
     pub allow_shared_cluster: bool,
+    /// Measure Headway before the floor (the order is otherwise floor, Headway, kubectl).
+    pub headway_first: bool,
 }
 
 const LABEL: &str = "headway.dev/bench";
@@ -109,19 +111,11 @@ async fn run_async(_paths: &Paths, kubectl: &Path, params: Params) -> anyhow::Re
     let mut results: BTreeMap<usize, BTreeMap<&str, Measured>> = BTreeMap::new();
     let mut noop_lines = Vec::new();
     for &n in &params.sizes {
-        let floor_prefix = format!("floor-{n}");
-        let floor = floor_apply(
-            &client,
-            &objects(&floor_prefix, n, params.namespaces),
-            params.concurrency,
-        )
-        .await?;
-        println!(
-            "N={n} floor: apply {:.2?}, total {:.2?}",
-            floor.apply, floor.total
-        );
-        delete_namespaces(&client, &floor_prefix, params.namespaces).await?;
-
+        let floor = if params.headway_first {
+            None
+        } else {
+            Some(measure_floor(&client, n, &params).await?)
+        };
         let prefix = format!("headway-{n}");
         let set = rendered_set(&objects(&prefix, n, params.namespaces))?;
         let engine = Arc::new(
@@ -155,6 +149,12 @@ async fn run_async(_paths: &Paths, kubectl: &Path, params: Params) -> anyhow::Re
             .filter(|(s, _)| s.starts_with("apply"))
             .map(|(_, d)| *d)
             .sum();
+        let steps: Vec<String> = report
+            .timings
+            .iter()
+            .map(|(step, d)| format!("{step} {d:.2?}"))
+            .collect();
+        println!("  headway steps: {}", steps.join(", "));
         let headway = Measured {
             apply,
             total,
@@ -214,6 +214,10 @@ async fn run_async(_paths: &Paths, kubectl: &Path, params: Params) -> anyhow::Re
         }
         delete_namespaces(&client, &prefix, params.namespaces).await?;
 
+        let floor = match floor {
+            Some(f) => f,
+            None => measure_floor(&client, n, &params).await?,
+        };
         let mut row = BTreeMap::from([("floor", floor), ("headway", headway)]);
         if !params.skip_kubectl {
             let prefix = format!("kubectl-{n}");
@@ -282,6 +286,27 @@ async fn run_async(_paths: &Paths, kubectl: &Path, params: Params) -> anyhow::Re
     }
     println!("\n{summary}");
     Ok(())
+}
+
+/// The floor for `n` objects, its namespaces deleted afterwards.
+async fn measure_floor(
+    client: &kube::Client,
+    n: usize,
+    params: &Params,
+) -> anyhow::Result<Measured> {
+    let prefix = format!("floor-{n}");
+    let floor = floor_apply(
+        client,
+        &objects(&prefix, n, params.namespaces),
+        params.concurrency,
+    )
+    .await?;
+    println!(
+        "N={n} floor: apply {:.2?}, total {:.2?}",
+        floor.apply, floor.total
+    );
+    delete_namespaces(client, &prefix, params.namespaces).await?;
+    Ok(floor)
 }
 
 /// The objects of one contender: namespaces first, then `n` objects round-robin over kinds and

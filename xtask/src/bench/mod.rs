@@ -59,6 +59,9 @@ pub enum BenchTask {
         /// Allow running against the shared cluster on port 16443.
         #[arg(long)]
         allow_shared_cluster: bool,
+        /// Measure Headway before the floor.
+        #[arg(long)]
+        headway_first: bool,
     },
     /// Steady-state memory of `headway controller` managing 5,000 objects in 10 GitSyncs
     /// (target: at most 100 MiB). Uses the cluster of KUBECONFIG (not the shared one).
@@ -119,6 +122,7 @@ pub fn run(paths: &Paths, task: BenchTask) -> anyhow::Result<()> {
             namespaces,
             skip_kubectl,
             allow_shared_cluster,
+            headway_first,
         } => apply::run(
             paths,
             apply::Params {
@@ -128,6 +132,7 @@ pub fn run(paths: &Paths, task: BenchTask) -> anyhow::Result<()> {
                 namespaces,
                 skip_kubectl,
                 allow_shared_cluster,
+                headway_first,
             },
         ),
         BenchTask::Fetch {
