@@ -13,9 +13,9 @@
 //! - this engine applied it before and remembers what it applied (digest) and what the server
 //!   returned (uid, `generation`, `resourceVersion`);
 //! - the desired object's digest equals the one applied;
-//! - the live object has the same uid (not deleted and recreated), the same `generation` (for
-//!   kinds that track it, a spec change by anyone bumps it; status updates do not) or, for kinds
-//!   without a generation, the same `resourceVersion` (any write bumps it);
+//! - the live object is not being deleted and has the same uid (not recreated), the same
+//!   `generation` (for kinds that track it, a spec change by anyone bumps it; status updates do
+//!   not) or, for kinds without a generation, the same `resourceVersion` (any write bumps it);
 //! - the live labels and annotations still contain the desired ones with the desired values.
 //!
 //! A hand edit of the spec, of a desired label or annotation, or a deletion is therefore always
@@ -346,6 +346,7 @@ impl Engine {
             None => meta.resource_version.as_deref() == Some(state.resource_version.as_str()),
         };
         state.digest == m.digest
+            && meta.deletion_timestamp.is_none()
             && meta.uid.as_deref() == Some(state.uid.as_str())
             && same_version
             && contains_all(m.object.pointer("/metadata/labels"), meta.labels.as_ref())
