@@ -495,3 +495,70 @@ async fn drift_is_reported_without_self_heal_and_corrected_with_it() -> anyhow::
     .await?;
     controller.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fetch_failures_back_off_and_recover() -> anyhow::Result<()> {
+    let Some(cluster) = headway_tests::cluster().await else {
+        return Ok(());
+    };
+    if !git_enabled("fetch_failures_back_off_and_recover") {
+        return Ok(());
+    }
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("ctl-fetch").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+
+    let upstream = Upstream::new();
+    upstream.write("config.yaml", &configmap_yaml("settings", "one"));
+    let head = upstream.commit("first");
+    let (_daemon, url) = git_daemon(&upstream);
+    // A repository the server does not have (yet).
+    let missing = url.replace("/repo.git", "/later.git");
+    let controller = start_controller(&cluster, &ns.name, "fetch-a").await?;
+    create_gitsync(&ns, "site", &missing, serde_json::json!({"interval": "1h"})).await?;
+    let failing = wait_status(
+        &ns,
+        "site",
+        "FetchFailed",
+        Duration::from_secs(30),
+        |_, s| {
+            condition(s, "Ready")
+                .is_some_and(|(st, reason, _)| st == "False" && reason == "FetchFailed")
+        },
+    )
+    .await?;
+    let status = failing.status.unwrap();
+    let (_, _, message) = condition(&status, "Ready").unwrap();
+    assert!(message.contains("later.git"), "{message}");
+    assert_eq!(
+        condition(&status, "Reconciling").unwrap(),
+        (
+            "True".to_string(),
+            "Retrying".to_string(),
+            "retrying with backoff".to_string()
+        )
+    );
+    assert_eq!(condition(&status, "Stalled").unwrap().0, "False");
+
+    // The repository appears; a retry (2 s, 4 s, 8 s, ... after the failures), not the 1 h
+    // interval, picks it up.
+    headway_tests::git::git(
+        &upstream.srv,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            upstream.bare.to_str().unwrap(),
+            "later.git",
+        ],
+    );
+    wait_ready_at(&ns, "site", &head, Duration::from_secs(60)).await?;
+    let events = events_of(&cluster.client, &ns.name, "site").await?;
+    assert!(
+        events
+            .iter()
+            .any(|(t, reason, _, _)| t == "Warning" && reason == "FetchFailed"),
+        "{events:?}"
+    );
+    controller.stop().await
+}
