@@ -562,3 +562,85 @@ async fn fetch_failures_back_off_and_recover() -> anyhow::Result<()> {
     );
     controller.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mass_deletion_stalls_until_the_threshold_is_raised() -> anyhow::Result<()> {
+    let Some(cluster) = headway_tests::cluster().await else {
+        return Ok(());
+    };
+    if !git_enabled("a_mass_deletion_stalls_until_the_threshold_is_raised") {
+        return Ok(());
+    }
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("ctl-mass").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let client = cluster.client.clone();
+
+    let upstream = Upstream::new();
+    for i in 0..10 {
+        upstream.write(
+            &format!("c{i}.yaml"),
+            &configmap_yaml(&format!("c{i}"), "x"),
+        );
+    }
+    let head = upstream.commit("ten");
+    let (_daemon, url) = git_daemon(&upstream);
+    let controller = start_controller(&cluster, &ns.name, "mass-a").await?;
+    create_gitsync(&ns, "site", &url, serde_json::json!({})).await?;
+    wait_ready_at(&ns, "site", &head, Duration::from_secs(60)).await?;
+
+    // 8 of 10 objects leave git: more than the default 50%, more than 5 objects.
+    for i in 2..10 {
+        upstream.remove(&format!("c{i}.yaml"));
+    }
+    let two = upstream.commit("two left");
+    let refused = wait_status(
+        &ns,
+        "site",
+        "PruneFailed",
+        Duration::from_secs(60),
+        |_, s| {
+            condition(s, "Ready")
+                .is_some_and(|(st, reason, _)| st == "False" && reason == "PruneFailed")
+        },
+    )
+    .await?;
+    let status = refused.status.unwrap();
+    assert!(
+        condition(&status, "Ready")
+            .unwrap()
+            .2
+            .contains("refusing to prune 8 of 10"),
+        "{}",
+        describe(Some(&status))
+    );
+    assert_eq!(condition(&status, "Stalled").unwrap().0, "True");
+    for i in 0..10 {
+        assert!(
+            configmap_data(&client, &ns.name, &format!("c{i}"))
+                .await?
+                .is_some(),
+            "c{i} kept"
+        );
+    }
+
+    // Raising the threshold (a spec change) lets the prune through.
+    let api: Api<GitSync> = ns.api();
+    api.patch(
+        "site",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"spec": {"maxPrunePercent": 100}})),
+    )
+    .await?;
+    wait_ready_at(&ns, "site", &two, Duration::from_secs(60)).await?;
+    for i in 0..10 {
+        assert_eq!(
+            configmap_data(&client, &ns.name, &format!("c{i}"))
+                .await?
+                .is_some(),
+            i < 2,
+            "c{i}"
+        );
+    }
+    controller.stop().await
+}
