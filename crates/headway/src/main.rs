@@ -9,6 +9,7 @@ mod diff_cmd;
 mod fetch_cmd;
 mod health_cmd;
 mod input;
+mod rebuild_cmd;
 mod render_cmd;
 
 /// Headway: a GitOps deployment controller for Kubernetes, built for fast recovery.
@@ -28,6 +29,12 @@ enum Command {
     Render(render_cmd::RenderArgs),
     /// Fetch a revision of a git repository into the cache (depth 1) and print what was fetched.
     Fetch(fetch_cmd::FetchArgs),
+    /// Show every GitSync: Ready, revision, objects, drift, last sync and last rebuild
+    /// (exit 0: all Ready, 1: not).
+    Status(rebuild_cmd::StatusArgs),
+    /// Ask the controller to rebuild GitSyncs (fresh fetch, every object re-applied); with
+    /// --wait, wait until they are Ready and print the recovery time.
+    Rebuild(rebuild_cmd::RebuildArgs),
     /// Show what `apply` would change in the cluster (exit 0: none, 2: differences, 1: error).
     Diff(diff_cmd::DiffArgs),
     /// Apply a directory or a git repository to the cluster once, without a controller.
@@ -43,6 +50,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Render(args) => render_cmd::run(args)?,
         Command::Fetch(args) => fetch_cmd::run(args)?,
+        Command::Status(args) => std::process::exit(rebuild_cmd::status(args)?),
+        Command::Rebuild(args) => std::process::exit(rebuild_cmd::rebuild(args)?),
         Command::Controller(args) => controller_cmd::run(args)?,
         Command::Diff(args) => std::process::exit(diff_cmd::run(args)?),
         Command::Apply(args) => std::process::exit(apply_cmd::run(args)?),
