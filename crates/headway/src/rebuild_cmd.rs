@@ -78,7 +78,7 @@ async fn select(client: &kube::Client, selection: &Selection) -> anyhow::Result<
             found
         }
     };
-    syncs.sort_by_key(|s| key(s));
+    syncs.sort_by_key(key);
     Ok(syncs)
 }
 
