@@ -309,3 +309,76 @@ async fn killed_mid_apply_then_restarted_converges() -> anyhow::Result<()> {
     assert_eq!(parsed.len(), N, "every object is in the inventory once");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_lets_the_running_sync_finish_then_releases_the_lease() -> anyhow::Result<()> {
+    let Some(cluster) = headway_tests::cluster().await else {
+        return Ok(());
+    };
+    if !git_enabled("sigterm_lets_the_running_sync_finish_then_releases_the_lease") {
+        return Ok(());
+    }
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("ctl-term").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let dir = tempfile::tempdir()?;
+
+    const N: usize = 600;
+    let upstream = Upstream::new();
+    for i in 0..N {
+        upstream.write(
+            &format!("cm/c{i:04}.yaml"),
+            &configmap_yaml(&format!("c{i:04}"), &i.to_string()),
+        );
+    }
+    let head = upstream.commit("many");
+    let (_daemon, url) = git_daemon(&upstream);
+
+    let mut process = Process::start(&ns.name, "t1", dir.path(), 1)?;
+    create_gitsync(
+        &ns,
+        "big",
+        &url,
+        serde_json::json!({"wait": false, "interval": "1h"}),
+    )
+    .await?;
+    let configmaps: Api<ConfigMap> = ns.api();
+    let owned = ListParams::default().labels("headway.dev/sync-name=big");
+    wait_for(
+        "the apply to be under way",
+        Duration::from_secs(120),
+        || {
+            let configmaps = configmaps.clone();
+            let owned = owned.clone();
+            async move {
+                let n = configmaps.list_metadata(&owned).await?.items.len();
+                Ok(if (20..N - 100).contains(&n) {
+                    Ok(n)
+                } else {
+                    Err(format!("{n} applied"))
+                })
+            }
+        },
+    )
+    .await?;
+    let status = process.terminate(Duration::from_secs(60))?;
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        process.log_text()
+    );
+    // The sync that was running finished before the exit: everything applied, status written.
+    let n = configmaps.list_metadata(&owned).await?.items.len();
+    assert_eq!(n, N, "the running sync was finished, not cut");
+    let api: Api<headway_controller::GitSync> = ns.api();
+    let status = api.get("big").await?.status.unwrap();
+    assert_eq!(
+        status.last_applied_revision.as_deref(),
+        Some(format!("main@sha1:{head}").as_str()),
+        "{}",
+        describe(Some(&status))
+    );
+    assert_eq!(condition(&status, "Reconciling").unwrap().0, "False");
+    assert_eq!(lease_holder(&ns).await?, None, "the Lease was released");
+    Ok(())
+}
