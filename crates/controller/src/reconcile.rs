@@ -100,6 +100,22 @@ pub async fn reconcile(obj: Arc<GitSync>, ctx: Arc<Ctx>) -> Result<Action, Recon
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let api: Api<GitSync> = Api::namespaced(ctx.client.clone(), &ns);
+    // The watch cache can lag behind this controller's own status writes: a reconcile queued by
+    // the event of the previous write may see the status from before it, sync a second time and
+    // write a status computed from the older one (Ready and the revision vanished for a moment).
+    // Every reconcile starts from the object as the API server has it now.
+    let obj = match api.get_opt(&name).await {
+        Ok(Some(fresh)) => Arc::new(fresh),
+        Ok(None) => return Ok(Action::await_change()),
+        Err(source) => {
+            return Err(ReconcileError::Kube {
+                what: "reading",
+                namespace: ns,
+                name,
+                source,
+            });
+        }
+    };
     finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             FinalizerEvent::Apply(obj) => apply(obj, &ctx).await,
