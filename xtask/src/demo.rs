@@ -3,7 +3,6 @@
 //! GitSync that brings the shop up; then a disaster (the namespace deleted by hand) and a
 //! rebuild, with the time it took reported by the controller itself (status.lastRebuild).
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail, ensure};
 
 use crate::cluster::{Cluster, Options as ClusterOptions};
+use crate::gitserve::{GitDaemon, git};
 
 /// Options of `cargo xtask demo`.
 #[derive(clap::Args)]
@@ -76,29 +76,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         &work,
         &["push", "-q", bare.to_str().context("path")?, "main"],
     )?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let daemon = Background {
-        name: "git daemon",
-        child: Some(
-            Command::new("git")
-                .args([
-                    "daemon",
-                    "--reuseaddr",
-                    "--export-all",
-                    "--listen=127.0.0.1",
-                ])
-                .arg(format!("--port={port}"))
-                .arg(format!("--base-path={}", srv.display()))
-                .arg(&srv)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("start git daemon (Debian package git)")?,
-        ),
-    };
-    wait_port(port)?;
-    let url = format!("git://127.0.0.1:{port}/demo-shop.git");
+    let daemon = GitDaemon::start(&srv)?;
+    let url = daemon.url("demo-shop.git");
     println!("demo: serving examples/demo-shop at {url}");
 
     // 2. The CRD and the controller.
@@ -336,26 +315,6 @@ fn kubectl_stdin(bin: PathBuf, kubeconfig: &Path, yaml: &str) -> anyhow::Result<
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Headway Demo")
-        .env("GIT_AUTHOR_EMAIL", "demo@example.com")
-        .env("GIT_COMMITTER_NAME", "Headway Demo")
-        .env("GIT_COMMITTER_EMAIL", "demo@example.com")
-        .output()
-        .with_context(|| format!("run git {args:?}"))?;
-    ensure!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from).with_context(|| format!("read {}", from.display()))? {
@@ -366,18 +325,6 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
         } else {
             std::fs::copy(entry.path(), target)?;
         }
-    }
-    Ok(())
-}
-
-fn wait_port(port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        ensure!(
-            Instant::now() < deadline,
-            "git daemon not listening on {port} after 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod bench;
 mod cluster;
 mod codegen;
 mod demo;
+mod gitserve;
 mod paths;
 mod test;
 

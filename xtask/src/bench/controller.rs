@@ -16,7 +16,6 @@
 //! up --state-dir /tmp/ctl-bench --port-base 20443`): the bench refuses the shared cluster on
 //! port 16443 unless `--allow-shared-cluster`.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,6 +26,7 @@ use kube::CustomResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
+use crate::gitserve::{GitDaemon, git};
 use crate::paths::Paths;
 
 /// What to measure.
@@ -78,8 +78,8 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         params.syncs,
         started.elapsed()
     );
-    let daemon = Daemon::start(&dir.path().join("srv"))?;
-    let repo_url = format!("git://127.0.0.1:{}/bench.git", daemon.port);
+    let daemon = GitDaemon::start(&dir.path().join("srv"))?;
+    let repo_url = daemon.url("bench.git");
 
     // The CRD and the namespace of the GitSyncs.
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
@@ -324,22 +324,6 @@ fn make_repository(dir: &Path, syncs: usize, per_sync: usize) -> anyhow::Result<
     Ok(())
 }
 
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .with_context(|| format!("run git {args:?}"))?;
-    ensure!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
 /// A child process killed on drop.
 struct ChildGuard(Child);
 
@@ -347,51 +331,5 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// `git daemon` on a free port, killed on drop.
-struct Daemon {
-    _child: ChildGuard,
-    port: u16,
-}
-
-impl Daemon {
-    fn start(base: &Path) -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut child = ChildGuard(
-            Command::new("git")
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .args([
-                    "daemon",
-                    "--reuseaddr",
-                    "--export-all",
-                    "--listen=127.0.0.1",
-                ])
-                .arg(format!("--port={port}"))
-                .arg(format!("--base-path={}", base.display()))
-                .arg(base)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("start git daemon")?,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = child.0.try_wait()? {
-                bail!("git daemon exited: {status}");
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "git daemon not listening after 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(Daemon {
-            _child: child,
-            port,
-        })
     }
 }

@@ -10,14 +10,14 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use anyhow::{Context as _, bail, ensure};
 
 use super::{build_headway, median};
+use crate::gitserve::{GitDaemon, git};
 use crate::paths::Paths;
 
 /// What to generate and how often to measure.
@@ -66,8 +66,8 @@ pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
         mib(pack_bytes)
     );
 
-    let daemon = Daemon::start(&srv)?;
-    let url = format!("git://127.0.0.1:{}/bench.git", daemon.port);
+    let daemon = GitDaemon::start(&srv)?;
+    let url = daemon.url("bench.git");
 
     // Warm the server's page cache once for both sides.
     git_clone(&url, &dir.path().join("warmup"))?;
@@ -136,23 +136,6 @@ fn dir_size(path: &Path) -> anyhow::Result<u64> {
         };
     }
     Ok(total)
-}
-
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .with_context(|| format!("run git {args:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
 }
 
 fn git_clone(url: &str, dest: &Path) -> anyhow::Result<()> {
@@ -265,53 +248,4 @@ fn fast_import(bare: &Path, params: Params) -> anyhow::Result<u64> {
     let status = child.wait()?;
     ensure!(status.success(), "git fast-import failed: {status}");
     Ok(written)
-}
-
-/// `git daemon` on a free port, killed on drop.
-struct Daemon {
-    child: Child,
-    port: u16,
-}
-
-impl Daemon {
-    fn start(base: &Path) -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new("git")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start git daemon (Debian package git)")?;
-        let mut daemon = Daemon { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = daemon.child.try_wait()? {
-                bail!("git daemon exited: {status}");
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "git daemon not listening after 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(daemon)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
