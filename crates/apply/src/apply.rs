@@ -19,8 +19,15 @@
 //! - the live labels and annotations still contain the desired ones with the desired values.
 //!
 //! A hand edit of the spec, of a desired label or annotation, or a deletion is therefore always
-//! re-applied. After a restart the memory is empty and every object is applied once; a
-//! server-side apply that changes nothing does not write, so the resourceVersions stay.
+//! re-applied.
+//!
+//! The memory is per process, so the inventory keeps a stamp of each object as the apply left it
+//! ([`LiveStamp`]: the generation and a 32-bit tag of the uid, or for kinds without a generation
+//! the resourceVersion). An object the engine does not remember (after a restart) is skipped when
+//! its inventory entry has a stamp that the live object still matches, with the same digest
+//! (prefix) and the same checks of deletion, labels and annotations as above; it is remembered
+//! from then on. Entries without a stamp (written by older versions) give no skip: the object is
+//! applied once, and a server-side apply that changes nothing does not write.
 //!
 //! Created, configured and unchanged are told from the listed object and the one the apply
 //! returned: unchanged when the `resourceVersion` is the same, or (a controller wrote the status
@@ -36,7 +43,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use headway_model::changeset::{Action, ChangeSet};
-use headway_model::inventory::{DigestPrefix, Inventory};
+use headway_model::inventory::{DigestPrefix, Inventory, LiveStamp};
 use headway_model::order::into_stages;
 use headway_model::prune::{SyncOwner, force_enabled};
 use headway_model::{Digest, Manifest, ObjectRef};
@@ -86,8 +93,9 @@ enum Before {
 /// How to decide which objects to apply.
 #[derive(Debug, Clone, Copy)]
 enum Detect<'a> {
-    /// Against the live objects and the engine's memory (self-heal).
-    Live,
+    /// Against the live objects and the engine's memory, seeded from the stamps of the previous
+    /// inventory for objects it does not remember (self-heal).
+    Live(&'a Inventory),
     /// Against the digests of the previous inventory only (no self-heal).
     Inventory(&'a Inventory),
     /// Apply everything.
@@ -114,7 +122,7 @@ impl Engine {
         let detect = if req.rebuild {
             Detect::All
         } else if req.self_heal {
-            Detect::Live
+            Detect::Live(previous)
         } else {
             Detect::Inventory(previous)
         };
@@ -234,8 +242,8 @@ impl Engine {
             if actions[i].is_some() {
                 continue;
             }
-            if matches!(detect, Detect::Live)
-                && self.unchanged_since_applied(&req.owner, &manifests[i], &before[i])
+            if let Detect::Live(previous) = detect
+                && self.unchanged_since_applied(&req.owner, &manifests[i], &before[i], previous)
             {
                 actions[i] = Some(Action::Unchanged);
             } else {
@@ -330,30 +338,68 @@ impl Engine {
         before
     }
 
-    /// Whether the engine's memory proves the live object is what it applied (see the module
-    /// documentation).
-    fn unchanged_since_applied(&self, owner: &SyncOwner, m: &Manifest, before: &Before) -> bool {
+    /// Whether the engine's memory, or for an object it does not remember the stamp of the
+    /// previous inventory, proves the live object is what it applied (see the module
+    /// documentation). An object proven by the inventory is remembered from then on.
+    fn unchanged_since_applied(
+        &self,
+        owner: &SyncOwner,
+        m: &Manifest,
+        before: &Before,
+        previous: &Inventory,
+    ) -> bool {
         let Before::Live(live) = before else {
             return false;
         };
-        let applied = self.applied.lock().expect("applied cache lock");
-        let Some(state) = applied.get(&(owner.clone(), m.id.clone())) else {
-            return false;
-        };
         let meta = &live.metadata;
-        let same_version = match state.generation {
-            Some(g) => meta.generation == Some(g),
-            None => meta.resource_version.as_deref() == Some(state.resource_version.as_str()),
-        };
-        state.digest == m.digest
-            && meta.deletion_timestamp.is_none()
-            && meta.uid.as_deref() == Some(state.uid.as_str())
-            && same_version
+        let labels_in_place = meta.deletion_timestamp.is_none()
             && contains_all(m.object.pointer("/metadata/labels"), meta.labels.as_ref())
             && contains_all(
                 m.object.pointer("/metadata/annotations"),
                 meta.annotations.as_ref(),
-            )
+            );
+        let key = (owner.clone(), m.id.clone());
+        let mut applied = self.applied.lock().expect("applied cache lock");
+        if let Some(state) = applied.get(&key) {
+            let same_version = match state.generation {
+                Some(g) => meta.generation == Some(g),
+                None => meta.resource_version.as_deref() == Some(state.resource_version.as_str()),
+            };
+            return state.digest == m.digest
+                && labels_in_place
+                && meta.uid.as_deref() == Some(state.uid.as_str())
+                && same_version;
+        }
+        // Not remembered (a restarted engine): the stamp the inventory recorded after the apply.
+        let Some(entry) = previous.entries.get(&m.id) else {
+            return false;
+        };
+        let (Some(stamp), Some(uid), Some(rv)) = (
+            entry.live,
+            meta.uid.as_deref(),
+            meta.resource_version.as_deref(),
+        ) else {
+            return false;
+        };
+        let proven = entry.api_version == m.api_version
+            && entry.digest.matches(&m.digest)
+            && labels_in_place
+            && stamp.matches(uid, meta.generation.filter(|g| *g > 0), rv);
+        if proven && let Some(state) = AppliedState::of(&m.digest, meta) {
+            applied.insert(key, state);
+        }
+        proven
+    }
+
+    /// The stamp to record in the inventory for an object applied (or proven unchanged) with
+    /// this digest, from the engine's memory.
+    pub(crate) fn stamp(&self, owner: &SyncOwner, m: &Manifest) -> Option<LiveStamp> {
+        let applied = self.applied.lock().expect("applied cache lock");
+        let state = applied.get(&(owner.clone(), m.id.clone()))?;
+        if state.digest != m.digest {
+            return None;
+        }
+        LiveStamp::new(&state.uid, state.generation, &state.resource_version)
     }
 
     fn remember(&self, owner: &SyncOwner, m: &Manifest, meta: &ObjectMeta) {

@@ -7,7 +7,8 @@
 //!    cannot be prepared is an error and nothing is written;
 //! 2. read the previous inventory from the cluster;
 //! 3. apply stage by stage ([`SyncStep::Apply`]);
-//! 4. record the inventory: the previous one plus everything applied;
+//! 4. record the inventory: the previous one plus everything applied, each with the stamp of what
+//!    the apply left (so a restarted engine skips unchanged objects too);
 //! 5. prune, when asked and when the apply succeeded ([`SyncStep::Prune`]), and record the
 //!    inventory without the objects deleted or left alone;
 //! 6. wait until every desired object is Current, when asked ([`SyncStep::Health`]).
@@ -19,7 +20,7 @@ use std::time::Duration;
 use headway_model::changeset::{Action, ChangeSet};
 use headway_model::drift::{FieldDiff, diff, render_missing, render_text};
 use headway_model::health::Health;
-use headway_model::inventory::{DigestPrefix, Inventory, InventoryEntry};
+use headway_model::inventory::{DigestPrefix, Inventory, InventoryEntry, LiveStamp};
 use headway_model::prune::{PrunePolicy, PruneRefused, RenderedSet, SyncOwner, plan_prune};
 use headway_model::{Manifest, ObjectRef};
 use tokio::time::Instant;
@@ -309,7 +310,9 @@ impl Engine {
         Ok(fresh)
     }
 
-    /// Forgets what was applied for every sync (the next syncs apply every object once).
+    /// Forgets what was applied for every sync, as a restart does: the next syncs apply the
+    /// objects that the stamps of their inventories cannot prove unchanged (a rebuild applies
+    /// every object).
     pub fn clear_cache(&self) {
         self.applied.lock().expect("applied cache lock").clear();
     }
@@ -384,7 +387,16 @@ impl Engine {
                 Some(Action::Created | Action::Configured | Action::Unchanged)
             );
             if ok {
-                inventory.insert(m.id.clone(), entry_of(m));
+                // The stamp of what the apply left; for an object not applied now (self-heal off,
+                // unchanged source) the one recorded before.
+                let live = self.stamp(&req.owner, m).or_else(|| {
+                    previous
+                        .entries
+                        .get(&m.id)
+                        .filter(|e| e.api_version == m.api_version && e.digest.matches(&m.digest))
+                        .and_then(|e| e.live)
+                });
+                inventory.insert(m.id.clone(), entry_of(m, live));
             }
         }
         self.record(&calls, &req.owner, &previous, &inventory)
@@ -583,10 +595,11 @@ impl Engine {
     }
 }
 
-fn entry_of(m: &Manifest) -> InventoryEntry {
+fn entry_of(m: &Manifest, live: Option<LiveStamp>) -> InventoryEntry {
     InventoryEntry {
         api_version: m.api_version.clone(),
         digest: DigestPrefix::of(&m.digest),
+        live,
     }
 }
 

@@ -236,6 +236,7 @@ fn big_inventory(n: usize, salt: &str) -> Inventory {
             InventoryEntry {
                 api_version: api_version.into(),
                 digest,
+                live: None,
             },
         );
     }

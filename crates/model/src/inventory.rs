@@ -7,7 +7,11 @@
 //! longer in the desired set (the group and kind alone cannot be resolved if the manifest is gone
 //! and discovery serves several versions); the namespace tells the scope (none: cluster-scoped).
 //! The digest prefix of what was applied lets the apply engine skip objects whose desired state
-//! did not change since the last apply.
+//! did not change since the last apply. The [`LiveStamp`] of what the apply left (the generation
+//! and a 32-bit tag of the uid, or for kinds without a generation the resourceVersion) lets a
+//! restarted engine prove, from one metadata list per kind, that nobody changed, deleted or
+//! recreated the object since, and skip it as a running engine does. Entries written before the
+//! stamp existed have none; they still parse and give no skip.
 //!
 //! # Storage format and its size
 //! An object in etcd is limited to about 1.5 MiB, and the inventory shares its object with the
@@ -20,7 +24,9 @@
 //!   as a JSON string).
 //!
 //! This format groups entries under one `[<apiVersion> <Kind>]` header per API version and kind,
-//! so entry lines only carry `<namespace> <name> <digest>` (`-` as namespace for cluster scope),
+//! so entry lines only carry `<namespace> <name> <digest> [<stamp>]` (`-` as namespace for
+//! cluster scope; the stamp `<uid8>g<generation>` or `r<resourceVersion>`, about 11 bytes: the
+//! same 10,000 entries with stamps take 859,142 bytes, still one 900,000-byte shard),
 //! and truncates the digest to its first 16 hex digits (64 bits): it detects a change of one
 //! object's desired state, where a 2^-64 accidental collision is negligible; it is not a security
 //! boundary (whoever can write the source can change the objects anyway). No compression: it
@@ -36,8 +42,10 @@
 //! [v1 Namespace]
 //! - prod 9b2c4e6f8a0d1c3e
 //! [apps/v1 Deployment]
-//! prod api 04d1e5f7a9b3c2d1
+//! prod api 04d1e5f7a9b3c2d1 5e0c1a7fg3
 //! prod web 3f1a9c0d5e7b2a64
+//! [v1 ConfigMap]
+//! prod settings 7a0e3c5d9b1f2e48 r48123456
 //! ```
 
 use std::collections::BTreeMap;
@@ -119,6 +127,96 @@ pub struct InventoryEntry {
     pub api_version: String,
     /// Prefix of the digest of the applied (normalised) object.
     pub digest: DigestPrefix,
+    /// What the server returned after the apply, when known (entries written before this field
+    /// existed have none, and give no skip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveStamp>,
+}
+
+/// The live object an apply left: enough to tell later that nobody changed, deleted or
+/// recreated it.
+///
+/// For kinds with a generation, the generation (spec changes bump it, status writes do not) and a
+/// 32-bit tag of the uid (a recreated object starts again at generation 1). For kinds without
+/// one, the resourceVersion alone: any write bumps it, and it is the store's revision of the last
+/// write, so a recreated object never has the old one (no uid needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LiveStamp {
+    /// `metadata.generation`, with the first 32 bits of the sha256 of the uid
+    /// ([`LiveStamp::uid_tag`]).
+    Generation { uid: u32, generation: u64 },
+    /// `metadata.resourceVersion`, when it is a decimal number (as it is with etcd).
+    ResourceVersion(u64),
+}
+
+impl LiveStamp {
+    /// The stamp of a live object from its uid, generation (0 or none: the kind has none) and
+    /// resourceVersion; `None` when the resourceVersion is needed and is not a number.
+    pub fn new(uid: &str, generation: Option<i64>, resource_version: &str) -> Option<Self> {
+        Some(match generation.filter(|g| *g > 0) {
+            Some(g) => LiveStamp::Generation {
+                uid: Self::uid_tag(uid),
+                generation: g as u64,
+            },
+            None => LiveStamp::ResourceVersion(resource_version.parse().ok()?),
+        })
+    }
+
+    /// The 32-bit tag of a uid stored in a stamp.
+    pub fn uid_tag(uid: &str) -> u32 {
+        let hex = Digest::of_bytes(uid.as_bytes()).to_hex();
+        u32::from_str_radix(&hex[..8], 16).expect("digest hex is valid")
+    }
+
+    /// Whether a live object with this uid, generation and resourceVersion is the one stamped.
+    pub fn matches(&self, uid: &str, generation: Option<i64>, resource_version: &str) -> bool {
+        match *self {
+            LiveStamp::Generation {
+                uid: tag,
+                generation: g,
+            } => generation == Some(g as i64) && Self::uid_tag(uid) == tag,
+            LiveStamp::ResourceVersion(rv) => resource_version.parse::<u64>() == Ok(rv),
+        }
+    }
+}
+
+impl fmt::Display for LiveStamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LiveStamp::Generation { uid, generation } => write!(f, "{uid:08x}g{generation}"),
+            LiveStamp::ResourceVersion(rv) => write!(f, "r{rv}"),
+        }
+    }
+}
+
+impl std::str::FromStr for LiveStamp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let invalid = || {
+            format!(
+                "invalid live stamp {s:?}: expected r and a resourceVersion, or 8 lowercase hex digits, g and a generation"
+            )
+        };
+        let number = |n: &str| {
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid());
+            }
+            n.parse::<u64>().map_err(|_| invalid())
+        };
+        if let Some(rv) = s.strip_prefix('r') {
+            return Ok(LiveStamp::ResourceVersion(number(rv)?));
+        }
+        let (uid, rest) = s.split_at_checked(8).ok_or_else(invalid)?;
+        if !uid
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Err(invalid());
+        }
+        let uid = u32::from_str_radix(uid, 16).map_err(|_| invalid())?;
+        let generation = number(rest.strip_prefix('g').ok_or_else(invalid)?)?;
+        Ok(LiveStamp::Generation { uid, generation })
+    }
 }
 
 /// The objects applied by one sync.
@@ -136,7 +234,9 @@ pub enum InventoryError {
     NoSection { line: usize },
     #[error("inventory line {line}: malformed section header {text:?}: expected [apiVersion Kind]")]
     Section { line: usize, text: String },
-    #[error("inventory line {line}: malformed entry {text:?}: expected `namespace name digest`")]
+    #[error(
+        "inventory line {line}: malformed entry {text:?}: expected `namespace name digest [stamp]`"
+    )]
     Entry { line: usize, text: String },
     #[error("inventory line {line}: {message}")]
     Field { line: usize, message: String },
@@ -158,6 +258,7 @@ impl Inventory {
                 let entry = InventoryEntry {
                     api_version: m.api_version.clone(),
                     digest: DigestPrefix::of(&m.digest),
+                    live: None,
                 };
                 (m.id.clone(), entry)
             })
@@ -293,14 +394,22 @@ impl Inventory {
             }
             let (api_version, kind) = section.as_ref().ok_or(InventoryError::NoSection { line })?;
             let fields: Vec<&str> = text.split(' ').collect();
-            let [namespace, name, digest] = fields[..] else {
-                return Err(InventoryError::Entry {
-                    line,
-                    text: text.to_string(),
-                });
+            let (namespace, name, digest, live) = match fields[..] {
+                [namespace, name, digest] => (namespace, name, digest, None),
+                [namespace, name, digest, live] => (namespace, name, digest, Some(live)),
+                _ => {
+                    return Err(InventoryError::Entry {
+                        line,
+                        text: text.to_string(),
+                    });
+                }
             };
             let field_err = |message: String| InventoryError::Field { line, message };
             let digest: DigestPrefix = digest.parse().map_err(field_err)?;
+            let live = live
+                .map(str::parse::<LiveStamp>)
+                .transpose()
+                .map_err(field_err)?;
             let name = unescape(name).map_err(field_err)?;
             let namespace = match namespace {
                 "-" => None,
@@ -316,6 +425,7 @@ impl Inventory {
             let entry = InventoryEntry {
                 api_version: api_version.clone(),
                 digest,
+                live,
             };
             if self.entries.insert(id.clone(), entry).is_some() {
                 return Err(InventoryError::Duplicate { line, id });
@@ -335,7 +445,11 @@ fn entry_line(id: &ObjectRef, entry: &InventoryEntry) -> String {
         Some(ns) => s.push_str(&escape(ns)),
         None => s.push('-'),
     }
-    let _ = writeln!(s, " {} {}", escape(&id.name), entry.digest);
+    let _ = write!(s, " {} {}", escape(&id.name), entry.digest);
+    if let Some(live) = &entry.live {
+        let _ = write!(s, " {live}");
+    }
+    s.push('\n');
     s
 }
 
@@ -397,6 +511,7 @@ mod tests {
         InventoryEntry {
             api_version: api_version.into(),
             digest: DigestPrefix::of(&Digest::of_bytes(seed.as_bytes())),
+            live: None,
         }
     }
 
@@ -473,7 +588,9 @@ mod tests {
         );
         check(
             &format!("{HEADER}\n[v1 ConfigMap]\nns c\n"),
-            Err(r#"inventory line 3: malformed entry "ns c": expected `namespace name digest`"#),
+            Err(
+                r#"inventory line 3: malformed entry "ns c": expected `namespace name digest [stamp]`"#,
+            ),
         );
         check(
             &format!("{HEADER}\n[v1 ConfigMap]\nns c xyz\n"),
@@ -488,6 +605,94 @@ mod tests {
         check(
             &format!("{HEADER}\n[v1 ConfigMap]\nns c {D1}\n[v1 ConfigMap]\nns c {D2}\n"),
             Err("inventory line 5: duplicate entry for ConfigMap/ns/c"),
+        );
+    }
+
+    #[test]
+    fn live_stamps_round_trip_and_old_entries_parse() {
+        let uid = "6f1c2d3e-0000-4abc-8def-0123456789ab";
+        let tag = format!("{:08x}", LiveStamp::uid_tag(uid));
+        assert_eq!(tag, &Digest::of_bytes(uid.as_bytes()).to_hex()[..8]);
+        let deployment = LiveStamp::new(uid, Some(3), "123456").unwrap();
+        assert_eq!(
+            deployment,
+            LiveStamp::Generation {
+                uid: LiveStamp::uid_tag(uid),
+                generation: 3
+            }
+        );
+        assert_eq!(deployment.to_string(), format!("{tag}g3"));
+        // Generation 0 or none: the kind has none, the resourceVersion is kept.
+        let configmap = LiveStamp::new(uid, Some(0), "48123456").unwrap();
+        assert_eq!(configmap, LiveStamp::ResourceVersion(48_123_456));
+        assert_eq!(configmap.to_string(), "r48123456");
+        assert_eq!(LiveStamp::new(uid, None, "48123456"), Some(configmap));
+        assert_eq!(LiveStamp::new(uid, None, "not-a-number"), None);
+
+        assert!(deployment.matches(uid, Some(3), "999"));
+        assert!(!deployment.matches(uid, Some(4), "123456"));
+        assert!(!deployment.matches("another-uid", Some(3), "123456"));
+        assert!(configmap.matches(uid, None, "48123456"));
+        assert!(!configmap.matches(uid, None, "48123457"));
+        // A recreated object always has a new resourceVersion: no uid needed.
+        assert!(configmap.matches("another-uid", None, "48123456"));
+
+        // New entries: a fourth field; old ones (three fields) still parse, with no stamp.
+        let text = format!(
+            "{HEADER}\n[v1 ConfigMap]\nns a {D1} r48123456\nns b {D2}\n[apps/v1 Deployment]\nns web {D1} {tag}g3\n"
+        );
+        let inv = Inventory::parse(&text).unwrap();
+        let get = |kind: &str, name: &str| {
+            let group = if kind == "Deployment" {
+                "apps/v1"
+            } else {
+                "v1"
+            };
+            inv.entries[&id(group, kind, Some("ns"), name)].clone()
+        };
+        assert_eq!(get("ConfigMap", "a").live, Some(configmap));
+        assert_eq!(get("ConfigMap", "b").live, None);
+        assert_eq!(get("ConfigMap", "b").digest.to_string(), D2);
+        assert_eq!(get("Deployment", "web").live, Some(deployment));
+        assert_eq!(inv.encode(), text);
+        assert_eq!(inv.to_shards(1_000).concat(), text);
+
+        // A stamp adds 10 bytes to an entry with an 8-digit resourceVersion.
+        let mut one = Inventory::new();
+        let mut e = entry("v1", "a");
+        one.insert(id("v1", "ConfigMap", Some("ns"), "a"), e.clone());
+        let plain = one.encode().len();
+        e.live = Some(configmap);
+        one.insert(id("v1", "ConfigMap", Some("ns"), "a"), e);
+        assert_eq!(one.encode().len() - plain, 10);
+
+        for (stamp, message) in [
+            ("xyz", r#"invalid live stamp "xyz""#),
+            ("r", r#"invalid live stamp "r""#),
+            ("r12a", r#"invalid live stamp "r12a""#),
+            ("0123456g", r#"invalid live stamp "0123456g""#),
+            ("0123456Ag1", r#"invalid live stamp "0123456Ag1""#),
+            ("01234567x1", r#"invalid live stamp "01234567x1""#),
+            ("01234567g", r#"invalid live stamp "01234567g""#),
+            ("01234567r-1", r#"invalid live stamp "01234567r-1""#),
+            (
+                "01234567g99999999999999999999",
+                r#"invalid live stamp "01234567g99999999999999999999""#,
+            ),
+        ] {
+            let err = Inventory::parse(&format!("{HEADER}\n[v1 ConfigMap]\nns c {D1} {stamp}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("inventory line 3: {message}: expected")),
+                "{stamp}: {err}"
+            );
+        }
+        check(
+            &format!("{HEADER}\n[v1 ConfigMap]\nns c {D1} 01234567g1 extra\n"),
+            Err(&format!(
+                r#"inventory line 3: malformed entry "ns c {D1} 01234567g1 extra": expected `namespace name digest [stamp]`"#
+            )),
         );
     }
 
@@ -548,7 +753,7 @@ mod tests {
     }
 
     /// 10,000 entries with realistic names: ten common kinds, 30-character namespaces and names.
-    fn big(n: usize) -> Inventory {
+    fn big(n: usize, stamped: bool) -> Inventory {
         let kinds = [
             ("apps/v1", "Deployment"),
             ("v1", "Service"),
@@ -566,14 +771,25 @@ mod tests {
             let (api, kind) = kinds[i % kinds.len()];
             let ns = format!("team-{:02}-payments-production", i % 40);
             let name = format!("checkout-service-{:05}-worker", i / 10);
-            inv.insert(id(api, kind, Some(&ns), &name), entry(api, &format!("{i}")));
+            let mut e = entry(api, &format!("{i}"));
+            if stamped {
+                // Kinds with a generation (a few updates), the others (Service, ConfigMap,
+                // ServiceAccount, RoleBinding) with an 8-digit resourceVersion, as on a cluster
+                // that has seen tens of millions of writes.
+                let without = ["Service", "ConfigMap", "ServiceAccount", "RoleBinding"];
+                let generation = (!without.contains(&kind)).then_some(1 + (i % 17) as i64);
+                let uid = format!("3f1a9c0d-5e7b-4a64-9b2c-{i:012}");
+                e.live = LiveStamp::new(&uid, generation, &format!("{}", 48_000_000 + i * 7));
+                assert!(e.live.is_some());
+            }
+            inv.insert(id(api, kind, Some(&ns), &name), e);
         }
         inv
     }
 
     #[test]
     fn ten_thousand_entries_fit_in_one_object() {
-        let inv = big(10_000);
+        let inv = big(10_000, false);
         let text = inv.encode();
         assert!(
             text.len() < 800_000,
@@ -583,11 +799,23 @@ mod tests {
         // Even as an escaped JSON string inside a status object, well below etcd's 1.5 MiB.
         assert!(serde_json::to_string(&text).unwrap().len() < 1024 * 1024);
         assert_eq!(Inventory::parse(&text).unwrap(), inv);
+
+        // With the live stamps (about 11 bytes each), still one shard of the apply engine's
+        // store (900,000 bytes of text, below the API server's 1 MiB ConfigMap limit).
+        let stamped = big(10_000, true);
+        let text = stamped.encode();
+        assert!(
+            text.len() < 870_000,
+            "10,000 stamped entries take {} bytes",
+            text.len()
+        );
+        assert_eq!(stamped.to_shards(900_000).len(), 1);
+        assert_eq!(Inventory::parse(&text).unwrap(), stamped);
     }
 
     #[test]
     fn shards_round_trip() {
-        let inv = big(25_000);
+        let inv = big(25_000, true);
         let shards = inv.to_shards(256 * 1024);
         assert!(shards.len() > 5, "{} shards", shards.len());
         for s in &shards {
