@@ -35,21 +35,28 @@ use serde_json::{Value, json};
 use crate::paths::Paths;
 
 /// What to measure.
-#[derive(Clone, Debug)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct Params {
-    /// Object counts of the full applies.
+    /// Object counts (Deployments, Services, ConfigMaps, Secrets in equal parts).
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
     pub sizes: Vec<usize>,
-    /// Size whose no-op re-apply is measured (must be one of `sizes`).
+    /// Size whose no-op re-apply is measured.
+    #[arg(long, default_value_t = 1_000)]
     pub noop: usize,
-    /// Requests in flight for Headway and the floor.
+    /// Requests in flight (Headway and the floor).
+    #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// Namespaces the objects are spread over.
+    #[arg(long, default_value_t = 50)]
     pub namespaces: usize,
-    /// Skip kubectl (it takes longest).
+    /// Do not run kubectl.
+    #[arg(long)]
     pub skip_kubectl: bool,
-    /// Allow the shared cluster on port 16443.
+    /// Allow running against the shared cluster on port 16443.
+    #[arg(long)]
     pub allow_shared_cluster: bool,
-    /// Measure Headway before the floor (the order is otherwise floor, Headway, kubectl).
+    /// Measure Headway before the floor.
+    #[arg(long)]
     pub headway_first: bool,
 }
 

@@ -30,17 +30,22 @@ use crate::gitserve::{GitDaemon, git};
 use crate::paths::Paths;
 
 /// What to measure.
-#[derive(Clone, Debug)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct Params {
-    /// Objects in all (including one Namespace per sync).
+    /// Objects in all.
+    #[arg(long, default_value_t = 5_000)]
     pub objects: usize,
     /// GitSyncs.
+    #[arg(long, default_value_t = 10)]
     pub syncs: usize,
-    /// `spec.interval` of every GitSync, in seconds.
+    /// Interval of every GitSync, in seconds.
+    #[arg(long, default_value_t = 30)]
     pub interval: u64,
-    /// Length of the steady-state window, in seconds.
+    /// Seconds of steady state sampled once every GitSync is Ready.
+    #[arg(long, default_value_t = 120)]
     pub steady: u64,
-    /// Allow the shared cluster on port 16443.
+    /// Allow running against the shared cluster on port 16443.
+    #[arg(long)]
     pub allow_shared_cluster: bool,
 }
 

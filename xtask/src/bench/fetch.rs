@@ -21,24 +21,17 @@ use crate::gitserve::{GitDaemon, git};
 use crate::paths::Paths;
 
 /// What to generate and how often to measure.
-#[derive(Clone, Copy, Debug)]
+#[derive(clap::Args, Clone, Copy, Debug)]
 pub struct Params {
-    /// Commits in the history (default 2,000).
+    /// Commits in the generated history.
+    #[arg(long, default_value_t = 2_000)]
     pub commits: usize,
-    /// Files in the tree (default 300).
+    /// Files in the tree.
+    #[arg(long, default_value_t = 300)]
     pub files: usize,
-    /// Measured runs per side (default 5); the median is reported.
+    /// Measured runs per side; the median is reported.
+    #[arg(long, default_value_t = 5)]
     pub runs: usize,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Params {
-            commits: 2_000,
-            files: 300,
-            runs: 5,
-        }
-    }
 }
 
 /// Generates the repository, serves it, measures both sides and prints the result.

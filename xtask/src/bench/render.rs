@@ -13,10 +13,16 @@ use super::{build_headway, median};
 use crate::paths::Paths;
 
 /// What to generate and how often to measure.
-#[derive(Clone, Copy, Debug)]
+#[derive(clap::Args, Clone, Copy, Debug)]
 pub struct Params {
+    /// Objects generated (spread evenly over `--files` files).
+    #[arg(long, default_value_t = 5_000)]
     pub objects: usize,
+    /// Files generated.
+    #[arg(long, default_value_t = 500)]
     pub files: usize,
+    /// Measured runs per side; the median is reported.
+    #[arg(long, default_value_t = 7)]
     pub runs: usize,
 }
 
