@@ -55,6 +55,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::calls::{Calls, owner_selector};
+use crate::discovery::group_by_resource;
 use crate::engine::{Engine, SyncRequest};
 use crate::health::wait_current;
 use crate::{ApiCatalog, FIELD_MANAGER, Resolved, error_message};
@@ -285,22 +286,13 @@ impl Engine {
         resolved: &[Option<Resolved>],
         decided: &[Option<Action>],
     ) -> Vec<Before> {
-        let mut groups: BTreeMap<(String, String, String), (Resolved, Vec<usize>)> =
-            BTreeMap::new();
-        for (i, r) in resolved.iter().enumerate() {
-            if let (Some(r), None) = (r, &decided[i]) {
-                let key = (
-                    r.resource.group.clone(),
-                    r.resource.version.clone(),
-                    r.resource.plural.clone(),
-                );
-                groups
-                    .entry(key)
-                    .or_insert_with(|| (r.clone(), Vec::new()))
-                    .1
-                    .push(i);
-            }
-        }
+        let groups = group_by_resource(
+            resolved
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| decided[*i].is_none())
+                .filter_map(|(i, r)| r.as_ref().map(|r| (i, r))),
+        );
         let selector = owner_selector(owner);
         let mut before = vec![Before::Unknown; manifests.len()];
         // One list per resource, concurrently.

@@ -2,7 +2,7 @@
 //! `kind` to a REST resource and a scope. Loaded with aggregated discovery (two requests) and
 //! indexed once, so resolving thousands of objects is a hash lookup each.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use headway_model::id::split_api_version;
 use kube::Client;
@@ -104,4 +104,28 @@ impl ApiCatalog {
     pub fn is_empty(&self) -> bool {
         self.by_gvk.is_empty()
     }
+}
+
+/// Object indexes grouped by the REST resource that serves them, so that one list call covers a
+/// group.
+pub(crate) type ResourceGroups = BTreeMap<(String, String, String), (Resolved, Vec<usize>)>;
+
+/// Groups `(index, resolved)` pairs by group, version and resource.
+pub(crate) fn group_by_resource<'a>(
+    items: impl IntoIterator<Item = (usize, &'a Resolved)>,
+) -> ResourceGroups {
+    let mut groups = ResourceGroups::new();
+    for (i, r) in items {
+        let key = (
+            r.resource.group.clone(),
+            r.resource.version.clone(),
+            r.resource.plural.clone(),
+        );
+        groups
+            .entry(key)
+            .or_insert_with(|| (r.clone(), Vec::new()))
+            .1
+            .push(i);
+    }
+    groups
 }

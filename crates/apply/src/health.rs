@@ -6,7 +6,7 @@
 //! pure kstatus function [`health_of`]. While waiting, objects already seen Current are not read
 //! again; a Failed object ends the wait at once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::calls::{Calls, owner_selector, to_json};
+use crate::discovery::group_by_resource;
 use crate::{ApiCatalog, Resolved, error_message};
 
 /// More objects than this of one resource are read with one list.
@@ -33,21 +34,10 @@ pub(crate) async fn read_live(
 ) -> Vec<Result<Option<Value>, String>> {
     let mut out: Vec<Option<Result<Option<Value>, String>>> = vec![None; manifests.len()];
     // Group by resource.
-    let mut groups: BTreeMap<(String, String, String), (Resolved, Vec<usize>)> = BTreeMap::new();
+    let mut served = Vec::new();
     for (i, m) in manifests.iter().enumerate() {
         match catalog.resolve(&m.api_version, &m.id.kind) {
-            Some(r) => {
-                let key = (
-                    r.resource.group.clone(),
-                    r.resource.version.clone(),
-                    r.resource.plural.clone(),
-                );
-                groups
-                    .entry(key)
-                    .or_insert_with(|| (r.clone(), Vec::new()))
-                    .1
-                    .push(i);
-            }
+            Some(r) => served.push((i, r)),
             None => {
                 out[i] = Some(Err(format!(
                     "{} {} is not served by the API server",
@@ -56,6 +46,7 @@ pub(crate) async fn read_live(
             }
         }
     }
+    let groups = group_by_resource(served);
     let selector = owner_selector(owner);
     let mut singles: Vec<(usize, Resolved)> = Vec::new();
     let mut listed_groups = Vec::new();

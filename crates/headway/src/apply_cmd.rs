@@ -137,14 +137,24 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// An engine for the cluster of the current kubeconfig (`KUBECONFIG`, `~/.kube/config`, or
 /// in-cluster).
 pub async fn engine() -> anyhow::Result<Engine> {
-    let config = kube::Config::infer()
-        .await
-        .context("loading the kubeconfig")?;
+    let config = config().await?;
     let url = config.cluster_url.clone();
     let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
     Engine::new(client, EngineOptions::default())
         .await
         .with_context(|| format!("connecting to {url}"))
+}
+
+/// A client for the cluster of the current kubeconfig (`KUBECONFIG`, `~/.kube/config`, or
+/// in-cluster).
+pub async fn client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_from(config().await?).context("building the Kubernetes client")
+}
+
+async fn config() -> anyhow::Result<kube::Config> {
+    kube::Config::infer()
+        .await
+        .context("loading the kubeconfig")
 }
 
 /// Runs `headway apply`; returns the exit code.

@@ -10,7 +10,7 @@ use headway_controller::conditions::{READY, RECONCILING};
 use headway_controller::{GitSync, Handle};
 use kube::api::{Api, ListParams};
 
-use crate::apply_cmd::runtime;
+use crate::apply_cmd::{client, runtime};
 
 /// Which GitSyncs a command looks at.
 #[derive(Debug, Args)]
@@ -43,13 +43,6 @@ pub struct RebuildArgs {
     /// Seconds to wait with --wait.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
-}
-
-async fn client() -> anyhow::Result<kube::Client> {
-    let config = kube::Config::infer()
-        .await
-        .context("loading the kubeconfig")?;
-    kube::Client::try_from(config).context("building the Kubernetes client")
 }
 
 /// The selected GitSyncs, sorted by namespace and name.
