@@ -204,11 +204,7 @@ pub struct DependencyRef {
 pub struct RenderSpec {
     /// `Auto` (default) detects: a kustomization means Kustomize, a `Chart.yaml` Helm, anything
     /// else plain YAML/JSON files.
-    #[serde(
-        default,
-        rename = "type",
-        skip_serializing_if = "RenderType::is_default"
-    )]
+    #[serde(default, rename = "type", skip_serializing_if = "is_auto")]
     pub render_type: RenderType,
     /// Options for Helm charts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,24 +217,11 @@ impl RenderSpec {
     }
 }
 
-/// The renderer.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
-pub enum RenderType {
-    /// Detect from the directory.
-    #[default]
-    Auto,
-    /// YAML and JSON files.
-    Plain,
-    /// `kustomize build`.
-    Kustomize,
-    /// `helm template`.
-    Helm,
-}
+/// The renderer: the render crate's own enum (serialized as `Auto`, `Plain`, `Kustomize`, `Helm`).
+pub use headway_render::RenderType;
 
-impl RenderType {
-    fn is_default(&self) -> bool {
-        *self == RenderType::Auto
-    }
+fn is_auto(render_type: &RenderType) -> bool {
+    *render_type == RenderType::Auto
 }
 
 /// `helm template` options.

@@ -14,7 +14,7 @@ use headway_apply::{ApplyError, DriftState, Engine, PrepareError, SyncRequest, S
 use headway_model::changeset::ChangeSet;
 use headway_model::health::HealthStatus;
 use headway_model::prune::{RenderedSet, SyncOwner};
-use headway_render::{RenderOptions, SourceType, ToolOptions};
+use headway_render::{HelmOptions, RenderOptions, ToolOptions};
 use headway_source::{Auth, Cache, FetchOptions, GitRef, Secret as SourceSecret, Source};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -28,8 +28,8 @@ use tracing::{info, warn};
 use crate::conditions::{self, DRIFTED, READY, RECONCILING, Reason, STALLED};
 use crate::crd::{
     ANNOTATION_REBUILD_REQUESTED, ANNOTATION_SYNC_REQUESTED, DeletionPolicy, DriftSummary,
-    EffectiveSpec, FINALIZER, GitSync, GitSyncStatus, ObjectCounts, ReconcileRecord, RenderType,
-    StageTiming, format_duration,
+    EffectiveSpec, FINALIZER, GitSync, GitSyncStatus, ObjectCounts, ReconcileRecord, StageTiming,
+    format_duration,
 };
 use crate::schedule::{self, Memory, Plan, Retry, Trigger, View};
 
@@ -712,23 +712,20 @@ async fn pipeline(
         Some(p) => tree.join(p),
         None => tree.clone(),
     };
+    let helm = obj.spec.render.helm.clone().unwrap_or_default();
     let mut render_options = RenderOptions {
-        source_type: match obj.spec.render.render_type {
-            RenderType::Auto => SourceType::Auto,
-            RenderType::Plain => SourceType::Plain,
-            RenderType::Kustomize => SourceType::Kustomize,
-            RenderType::Helm => SourceType::Helm,
-        },
+        render_type: obj.spec.render.render_type,
+        helm: HelmOptions::builder(name.clone(), default_namespace.clone())
+            .release_name(helm.release_name)
+            .namespace(helm.namespace)
+            .values_files(helm.values_files)
+            .include_crds(helm.include_crds)
+            .build(),
         tools: ctx.tools.clone(),
         boundary: Some(tree.clone()),
         ..RenderOptions::default()
     };
     render_options.tools.timeout = spec.timeout;
-    let helm = obj.spec.render.helm.clone().unwrap_or_default();
-    render_options.helm.release_name = helm.release_name.unwrap_or_else(|| name.clone());
-    render_options.helm.namespace = helm.namespace.unwrap_or_else(|| default_namespace.clone());
-    render_options.helm.values_files = helm.values_files.iter().map(PathBuf::from).collect();
-    render_options.helm.include_crds = helm.include_crds.unwrap_or(true);
     let path_text = spec.path.clone().unwrap_or_else(|| ".".into());
     let rendered =
         tokio::task::spawn_blocking(move || headway_render::render(&dir, &render_options)).await;
