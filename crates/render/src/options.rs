@@ -205,7 +205,7 @@ impl Default for ToolOptions {
     }
 }
 
-/// Everything [`render`] needs besides the directory.
+/// Everything [`render`](crate::render) needs besides the directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RenderOptions {
     /// How to render; [`RenderType::Auto`] detects.

@@ -75,24 +75,22 @@ pub(crate) fn fingerprint(key: &[u8]) -> String {
 
 /// The entries of known_hosts text, skipping comments, blank and unreadable lines.
 fn entries(known_hosts: &str) -> impl Iterator<Item = Entry> + '_ {
-    known_hosts
-        .lines()
-        .enumerate()
-        .filter_map(|(index, line)| {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                return None;
+    known_hosts.lines().enumerate().filter_map(|(index, line)| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        // ssh-key expects single spaces between fields; OpenSSH accepts any whitespace.
+        let normalized = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        match normalized.parse::<Entry>() {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                let line = index + 1;
+                tracing::warn!(line, error = %e, "skipping unreadable known_hosts line");
+                None
             }
-            // ssh-key expects single spaces between fields; OpenSSH accepts any whitespace.
-            let normalized = line.split_whitespace().collect::<Vec<_>>().join(" ");
-            match normalized.parse::<Entry>() {
-                Ok(entry) => Some(entry),
-                Err(e) => {
-                    tracing::warn!(line = index + 1, error = %e, "skipping unreadable known_hosts line");
-                    None
-                }
-            }
-        })
+        }
+    })
 }
 
 fn host_matches(patterns: &HostPatterns, host: &str) -> bool {

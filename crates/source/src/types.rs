@@ -53,8 +53,8 @@ pub enum Auth {
         private_key: Secret,
         /// Its passphrase, if it is encrypted.
         passphrase: Option<Secret>,
-        /// known_hosts lines (OpenSSH format) that the server's host key must match. An unknown
-        /// or changed host key is refused.
+        /// known_hosts lines (OpenSSH format, hashed host names and `@revoked` included) that
+        /// the server's host key must match. An unknown, changed or revoked host key is refused.
         known_hosts: String,
     },
 }
