@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use headway_apply::{ProgressStep, SyncProgress};
 use tokio::sync::watch;
 
+use crate::conditions;
 use crate::outcome::{Outcome, RunResult};
 use crate::progress::{Bus, ProgressEvent, ProgressKind, RunKind, Stage};
 use crate::schedule;
@@ -172,7 +173,12 @@ impl Tracker {
 
     pub fn run_finished(&self, outcome: &Outcome, duration: Duration) {
         let (ok, reason, message) = match &outcome.result {
-            RunResult::Succeeded | RunResult::StillStalled => (true, None, None),
+            RunResult::Succeeded => (true, None, None),
+            RunResult::StillStalled => (
+                false,
+                Some(conditions::STALLED.to_string()),
+                Some("stalled: waiting for a new revision or a spec change".to_string()),
+            ),
             RunResult::Failed(f) => (
                 false,
                 Some(f.reason.as_str().to_string()),

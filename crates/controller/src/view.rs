@@ -362,8 +362,8 @@ pub enum RequestState {
 }
 
 /// Where the request `value` (as returned by [`crate::Handle`]) of `kind` stands: pending until
-/// the status records it (or a later request) as handled, running while `Reconciling=True`,
-/// then done, successful when `Ready=True`.
+/// the status records it (or a later request) as handled, running while `Reconciling=True`
+/// (except `Retrying`: that run failed), then done, successful when `Ready=True`.
 pub fn request_state(sync: &GitSync, kind: RequestKind, value: &str) -> RequestState {
     let Some(status) = &sync.status else {
         return RequestState::Pending;
@@ -375,7 +375,11 @@ pub fn request_state(sync: &GitSync, kind: RequestKind, value: &str) -> RequestS
     if !handled.is_some_and(|h| covers(h, value)) {
         return RequestState::Pending;
     }
-    if conditions::is_true(&status.conditions, RECONCILING) {
+    // A run in progress; `Retrying` is not one: the run that handled the request failed, and
+    // the retries are ordinary syncs.
+    let running = conditions::get(&status.conditions, RECONCILING)
+        .is_some_and(|c| c.status() == True && c.reason != conditions::REASON_RETRYING);
+    if running {
         return RequestState::Running;
     }
     match conditions::get(&status.conditions, READY).map(Condition::status) {
@@ -546,6 +550,14 @@ mod tests {
             json!({"lastHandledRebuildRequest": value,
                    "conditions": [cond("Reconciling", "False", "Progressing")]}),
             Running,
+        );
+        // Failed, retrying with backoff: the retries are ordinary syncs, the rebuild is over.
+        check(
+            Rebuild,
+            json!({"lastHandledRebuildRequest": value,
+                   "conditions": [cond("Ready", "False", "FetchFailed"),
+                                  cond("Reconciling", "True", "Retrying")]}),
+            Done { ok: false },
         );
         check(
             Rebuild,
