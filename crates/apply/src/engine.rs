@@ -31,7 +31,7 @@ use crate::calls::Calls;
 use crate::health::{read_live, wait_current};
 use crate::prepare::{PrepareError, Target, prepare};
 use crate::progress::{ProgressSender, ProgressStep, SyncProgress, report as report_progress};
-use crate::{ApiCatalog, ApplyError, store};
+use crate::{ApiCatalog, ApplyError, ServerCapabilities, store};
 
 /// Tuning of an [`Engine`].
 #[derive(Debug, Clone)]
@@ -296,6 +296,20 @@ impl Engine {
     /// The current discovery.
     pub fn catalog(&self) -> Arc<ApiCatalog> {
         self.catalog.read().expect("catalog lock").clone()
+    }
+
+    /// The server's version (one request) and the API versions of the current discovery: what
+    /// Helm templates are rendered against (`--kube-version`, `--api-versions`).
+    pub async fn capabilities(&self) -> Result<ServerCapabilities, ApplyError> {
+        let version = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(ApplyError::Discovery)?;
+        Ok(ServerCapabilities {
+            kube_version: version.git_version,
+            api_versions: self.catalog().api_versions(),
+        })
     }
 
     /// Runs discovery again and uses it from now on.

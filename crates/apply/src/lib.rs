@@ -47,7 +47,7 @@ mod prune;
 pub mod store;
 
 pub use calls::{CountingLayer, CountingService, counting_client, error_message};
-pub use discovery::{ApiCatalog, Resolved};
+pub use discovery::{ApiCatalog, Resolved, ServerCapabilities};
 pub use engine::{
     DriftReport, DriftState, Engine, EngineOptions, SyncFailure, SyncReport, SyncRequest, SyncStep,
 };

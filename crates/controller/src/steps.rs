@@ -16,7 +16,7 @@ use headway_apply::{
 use headway_model::ObjectRef;
 use headway_model::health::{Health, HealthStatus};
 use headway_model::prune::{RenderedSet, SyncOwner};
-use headway_render::{HelmOptions, RenderOptions};
+use headway_render::{Capabilities, HelmOptions, RenderOptions, RenderType};
 use headway_source::{Cache, FetchOptions, GitRef, Revision, Source};
 use tracing::warn;
 
@@ -242,6 +242,26 @@ async fn render(
         None => tree.clone(),
     };
     let helm = obj.spec.render.helm.clone().unwrap_or_default();
+    // Charts see the target cluster (`.Capabilities`), as Argo CD and Flux render them.
+    let render_type = match obj.spec.render.render_type {
+        RenderType::Auto => headway_render::detect(&dir),
+        explicit => explicit,
+    };
+    let capabilities = if render_type == RenderType::Helm {
+        let caps = ctx.engine.capabilities().await.map_err(|e| {
+            Failure::at(
+                Stage::Render,
+                format!("reading the cluster's version and API versions for Helm: {e}"),
+                true,
+            )
+        })?;
+        Some(Capabilities {
+            kube_version: caps.kube_version,
+            api_versions: caps.api_versions,
+        })
+    } else {
+        None
+    };
     let mut render_options = RenderOptions {
         render_type: obj.spec.render.render_type,
         helm: HelmOptions::builder(name.clone(), default_namespace.to_string())
@@ -249,6 +269,7 @@ async fn render(
             .namespace(helm.namespace)
             .values_files(helm.values_files)
             .include_crds(helm.include_crds)
+            .capabilities(capabilities)
             .build(),
         tools: ctx.tools.clone(),
         boundary: Some(tree.clone()),

@@ -68,7 +68,20 @@ pub struct Rendered {
 /// is applied or pruned after a failed render.
 pub fn render_source(args: &RenderArgs) -> anyhow::Result<Rendered> {
     let input = args.input.resolve()?;
-    let options = args.options(&input.dir)?;
+    let mut options = args.options(&input.dir)?;
+    // A chart applied to a cluster sees that cluster, unless the user said otherwise.
+    let is_helm = match options.render_type {
+        headway_render::RenderType::Auto => headway_render::detect(&input.dir),
+        explicit => explicit,
+    } == headway_render::RenderType::Helm;
+    if is_helm && !args.cluster && args.kube_version.is_none() && args.api_versions.is_empty() {
+        let caps =
+            runtime()?.block_on(async { anyhow::Ok(engine().await?.capabilities().await?) })?;
+        options.helm.capabilities = headway_render::Capabilities {
+            kube_version: caps.kube_version,
+            api_versions: caps.api_versions,
+        };
+    }
     let manifests = match headway_render::render(&input.dir, &options) {
         Ok(m) => m,
         Err(errors) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use headway_model::Manifest;
-use headway_render::{HelmOptions, RenderOptions, RenderType, output};
+use headway_render::{Capabilities, HelmOptions, RenderOptions, RenderType, output};
 
 use crate::input::InputArgs;
 
@@ -36,6 +36,19 @@ pub struct RenderArgs {
     /// Do not pass `--include-crds` to helm.
     #[arg(long)]
     pub helm_skip_crds: bool,
+    /// Kubernetes version Helm charts see (`.Capabilities.KubeVersion`); default: the
+    /// cluster's with `--cluster`, else the newest minor the bundled tools support
+    /// (headway_render::DEFAULT_KUBE_VERSION).
+    #[arg(long, conflicts_with = "cluster")]
+    pub kube_version: Option<String>,
+    /// API versions Helm charts see as served (`.Capabilities.APIVersions`), `group/version` or
+    /// `group/version/Kind`, comma-separated or repeated; added to Helm's built-in list.
+    #[arg(long, value_delimiter = ',', num_args = 1.., conflicts_with = "cluster")]
+    pub api_versions: Vec<String>,
+    /// Read the Kubernetes version and API versions from the cluster of the current kubeconfig,
+    /// as the controller does.
+    #[arg(long)]
+    pub cluster: bool,
     /// Seconds kustomize or helm may run before they are killed.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
@@ -68,11 +81,47 @@ impl RenderArgs {
                 .namespace(Some(self.helm_namespace.clone()))
                 .values_files(values_files)
                 .include_crds(Some(!self.helm_skip_crds))
+                .capabilities(self.capabilities()?)
                 .build(),
             ..RenderOptions::default()
         };
         options.tools.timeout = Duration::from_secs(self.timeout);
         Ok(options)
+    }
+}
+
+impl RenderArgs {
+    /// The capabilities Helm charts see: `--kube-version`/`--api-versions`, or read from the
+    /// cluster with `--cluster`; `None` for the default.
+    pub fn capabilities(&self) -> anyhow::Result<Option<Capabilities>> {
+        if self.cluster {
+            let caps = crate::apply_cmd::runtime()?.block_on(async {
+                let engine = crate::apply_cmd::engine().await?;
+                anyhow::Ok(
+                    engine
+                        .capabilities()
+                        .await
+                        .context("reading the cluster's version")?,
+                )
+            })?;
+            return Ok(Some(Capabilities {
+                kube_version: caps.kube_version,
+                api_versions: caps.api_versions,
+            }));
+        }
+        if self.kube_version.is_none() && self.api_versions.is_empty() {
+            return Ok(None);
+        }
+        let caps = Capabilities {
+            kube_version: self
+                .kube_version
+                .clone()
+                .unwrap_or_else(|| headway_render::DEFAULT_KUBE_VERSION.into()),
+            api_versions: self.api_versions.clone(),
+        };
+        caps.validate()
+            .map_err(|e| anyhow::anyhow!("--kube-version/--api-versions: {e}"))?;
+        Ok(Some(caps))
     }
 }
 
@@ -229,6 +278,36 @@ mod tests {
         );
         assert!(o.helm.include_crds);
         assert_eq!(o.tools.timeout, Duration::from_secs(5));
+        assert_eq!(o.helm.capabilities, Capabilities::default());
+        let a = args(&[
+            chart.to_str().unwrap(),
+            "--kube-version",
+            "v1.31.2",
+            "--api-versions",
+            "policy/v1,policy/v1/PodDisruptionBudget",
+            "--api-versions",
+            "example.com/v1",
+        ]);
+        let o = a.options(&chart).unwrap();
+        assert_eq!(o.helm.capabilities.kube_version, "v1.31.2");
+        assert_eq!(
+            o.helm.capabilities.api_versions,
+            [
+                "policy/v1",
+                "policy/v1/PodDisruptionBudget",
+                "example.com/v1"
+            ]
+        );
+        let err = args(&[chart.to_str().unwrap(), "--kube-version", "latest"])
+            .options(&chart)
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("`latest` is not a Kubernetes version"),
+            "{err:#}"
+        );
+        assert!(
+            Cli::try_parse_from(["render", "x", "--cluster", "--kube-version", "v1.30.0"]).is_err()
+        );
         let a = args(&[
             chart.to_str().unwrap(),
             "--helm-values",

@@ -31,7 +31,9 @@
 //!
 //! # Kustomize and Helm
 //! Run as child processes: `kustomize build DIR` (or `kubectl kustomize DIR` when `kustomize` is
-//! not on `PATH`), and `helm template RELEASE DIR --namespace NS --values F... [--include-crds]`.
+//! not on `PATH`), and `helm template RELEASE DIR --namespace NS --values F... [--include-crds]
+//! --kube-version V --api-versions A...` with the target cluster's [`Capabilities`] (or
+//! [`DEFAULT_KUBE_VERSION`] when the cluster is not known).
 //! The environment is cleared except `PATH`; `HOME`, the Helm and XDG directories point into a
 //! private temporary directory, `KUBECONFIG=/dev/null`, and HTTP(S) proxies point at a closed
 //! local port so that remote bases and chart repositories cannot be fetched. Helm's
@@ -68,7 +70,8 @@ use std::path::Path;
 pub use error::{RenderError, RenderErrors};
 use headway_model::Manifest;
 pub use options::{
-    HelmOptions, HelmOptionsBuilder, Limits, RenderOptions, RenderType, ToolOptions,
+    Capabilities, DEFAULT_KUBE_VERSION, HelmOptions, HelmOptionsBuilder, Limits, RenderOptions,
+    RenderType, ToolOptions,
 };
 pub use walk::{KUSTOMIZATION_FILES, NOT_MANIFESTS};
 

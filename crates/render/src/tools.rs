@@ -74,7 +74,8 @@ pub(crate) fn kustomize(
     }
 }
 
-/// Runs `helm template RELEASE DIR --namespace NS --values F... [--include-crds]`.
+/// Runs `helm template RELEASE DIR --namespace NS --values F... [--include-crds] --kube-version V
+/// --api-versions A...`.
 pub(crate) fn helm(
     dir: &Path,
     boundary: &Path,
@@ -111,6 +112,18 @@ pub(crate) fn helm(
     }
     if h.include_crds {
         args.push("--include-crds".into());
+    }
+    match h.capabilities.validate() {
+        Ok(()) => {
+            args.extend([
+                "--kube-version".into(),
+                h.capabilities.kube_version.clone().into(),
+            ]);
+            for a in &h.capabilities.api_versions {
+                args.extend(["--api-versions".into(), a.into()]);
+            }
+        }
+        Err(e) => errors.push(RenderError::InvalidOption(e)),
     }
     if !errors.is_empty() {
         return Vec::new();

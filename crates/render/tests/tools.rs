@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use headway_model::Manifest;
-use headway_render::{RenderOptions, RenderType, ToolOptions, parse_manifests, render};
+use headway_render::{
+    Capabilities, DEFAULT_KUBE_VERSION, RenderOptions, RenderType, ToolOptions, parse_manifests,
+    render,
+};
 use support::*;
 
 /// The object set, keyed by identity, as comparable text.
@@ -170,4 +173,89 @@ fn helm_errors_carry_the_tool_stderr() {
         lines[0].contains("missing in charts/ directory: redis"),
         "{lines:?}"
     );
+}
+
+/// `crates/render/testdata/helm-capabilities` branches on `.Capabilities` and declares
+/// `kubeVersion: ">=1.23.0-0"`: Headway passes the target cluster's version and API versions as
+/// `helm template` flags, and gives the same objects as `helm template` with those flags.
+#[test]
+fn helm_capabilities_render_like_helm_template_with_the_same_flags() {
+    if !tool_tests_enabled("helm_capabilities_render_like_helm_template_with_the_same_flags") {
+        return;
+    }
+    let helm = require_tool("helm");
+    let dir = testdata("helm-capabilities");
+    let api_versions = [
+        "v1",
+        "v1/ConfigMap",
+        "policy/v1",
+        "policy/v1/PodDisruptionBudget",
+        "monitoring.coreos.com/v1",
+        "monitoring.coreos.com/v1/ServiceMonitor",
+    ];
+    let mut args = vec![
+        "template",
+        "rel",
+        dir.to_str().unwrap(),
+        "--namespace",
+        "apps",
+        "--include-crds",
+        "--kube-version",
+        "v1.31.4",
+    ];
+    for a in api_versions {
+        args.extend(["--api-versions", a]);
+    }
+    let expected = parse_manifests(&run(&helm, &args), "helm").unwrap();
+    let mut options = RenderOptions::default();
+    options.helm.release_name = "rel".into();
+    options.helm.namespace = "apps".into();
+    options.helm.capabilities = Capabilities {
+        kube_version: "v1.31.4".into(),
+        api_versions: api_versions.iter().map(|a| a.to_string()).collect(),
+    };
+    let got = render(&dir, &options).unwrap();
+    assert_eq!(object_set(&got), object_set(&expected));
+    let kinds: Vec<String> = got.iter().map(|m| m.id.to_string()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "PodDisruptionBudget.policy/rel-web",
+            "ConfigMap/rel-capabilities",
+            "ServiceMonitor.monitoring.coreos.com/rel-web",
+        ]
+    );
+    let cm = &got[1].object["data"];
+    assert_eq!(cm["kubeVersion"], "v1.31.4");
+    assert_eq!(cm["pdbApi"], "policy/v1");
+    assert_eq!(cm["sidecars"], "emulated");
+    assert_eq!(got[0].object["apiVersion"], "policy/v1");
+
+    // Nothing known about the cluster: the documented default version, and only Helm's
+    // built-in API versions (group/version, never group/version/Kind; no custom resources).
+    options.helm.capabilities = Capabilities::default();
+    let got = render(&dir, &options).unwrap();
+    let ids: Vec<String> = got.iter().map(|m| m.id.to_string()).collect();
+    assert_eq!(ids.len(), 2, "no ServiceMonitor without its API: {ids:?}");
+    let cm = &got[1].object["data"];
+    assert_eq!(cm["kubeVersion"], DEFAULT_KUBE_VERSION);
+    assert_eq!(cm["sidecars"], "native");
+    assert_eq!(got[0].object["apiVersion"], "policy/v1beta1");
+
+    // A cluster older than the chart's kubeVersion constraint: helm's message, in full.
+    options.helm.capabilities.kube_version = "v1.22.9".into();
+    let lines = error_lines(&render_err(&dir, &options));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("--kube-version v1.22.9"), "{lines:?}");
+    assert!(
+        lines[0].contains(
+            "chart requires kubeVersion: >=1.23.0-0 which is incompatible with Kubernetes v1.22.9"
+        ),
+        "{lines:?}"
+    );
+
+    // A malformed version is refused before helm runs, naming the value.
+    options.helm.capabilities.kube_version = "latest".into();
+    let lines = error_lines(&render_err(&dir, &options));
+    assert!(lines[0].contains("kube version `latest`"), "{lines:?}");
 }
