@@ -54,6 +54,7 @@
 //! symlinks, tool failures with their stderr.
 #![forbid(unsafe_code)]
 
+pub mod chart;
 mod collect;
 mod error;
 mod options;
@@ -115,6 +116,8 @@ pub fn render(dir: &Path, options: &RenderOptions) -> Result<Vec<Manifest>, Rend
         },
     };
     let render_type = match options.render_type {
+        // A fetched chart is rendered with the directory's values.
+        _ if options.helm.chart.is_some() => RenderType::Helm,
         RenderType::Auto => detect(&dir),
         explicit => explicit,
     };

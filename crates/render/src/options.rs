@@ -166,6 +166,12 @@ pub struct HelmOptions {
     pub include_crds: bool,
     /// The target cluster's version and API versions (`--kube-version`, `--api-versions`).
     pub capabilities: Capabilities,
+    /// A chart archive (or directory) to render instead of the rendered directory: a remote chart
+    /// fetched by [`chart`](crate::chart). The rendered directory then only holds values files
+    /// (its `values.yaml` is used when `values_files` is empty), so git stays the source of truth.
+    pub chart: Option<PathBuf>,
+    /// Inline values, given to Helm after the values files (they win).
+    pub values: Option<serde_json::Value>,
 }
 
 impl Default for HelmOptions {
@@ -176,6 +182,8 @@ impl Default for HelmOptions {
             values_files: Vec::new(),
             include_crds: true,
             capabilities: Capabilities::default(),
+            chart: None,
+            values: None,
         }
     }
 }
@@ -238,6 +246,18 @@ impl HelmOptionsBuilder {
         if let Some(capabilities) = capabilities {
             self.0.capabilities = capabilities;
         }
+        self
+    }
+
+    /// A fetched chart archive to render instead of the directory, if any.
+    pub fn chart(mut self, archive: Option<PathBuf>) -> Self {
+        self.0.chart = archive;
+        self
+    }
+
+    /// Inline values, if any (a mapping).
+    pub fn values(mut self, values: Option<serde_json::Value>) -> Self {
+        self.0.values = values;
         self
     }
 
@@ -335,6 +355,8 @@ mod tests {
                 values_files: vec![],
                 include_crds: true,
                 capabilities: Capabilities::default(),
+                chart: None,
+                values: None,
             }
         );
         let set = HelmOptions::builder("web", "apps")
@@ -358,6 +380,8 @@ mod tests {
                     kube_version: "v1.33.1".into(),
                     api_versions: vec!["policy/v1".into()],
                 },
+                chart: None,
+                values: None,
             }
         );
     }

@@ -84,14 +84,26 @@ pub(crate) fn helm(
 ) -> Vec<Manifest> {
     walk::check_symlinks(boundary, "", boundary, errors);
     let h = &options.helm;
+    let chart = h.chart.as_deref().unwrap_or(dir);
     let mut args: Vec<OsString> = vec![
         "template".into(),
         h.release_name.clone().into(),
-        dir.as_os_str().to_owned(),
+        chart.as_os_str().to_owned(),
         "--namespace".into(),
         h.namespace.clone().into(),
     ];
-    for v in &h.values_files {
+    // A fetched chart takes its values from the directory: its values.yaml unless files are named.
+    let default_values = [PathBuf::from("values.yaml")];
+    let values_files = if h.chart.is_some() && h.values_files.is_empty() {
+        if dir.join("values.yaml").is_file() {
+            &default_values[..]
+        } else {
+            &[]
+        }
+    } else {
+        &h.values_files[..]
+    };
+    for v in values_files {
         if v.is_absolute() {
             args.extend(["--values".into(), v.as_os_str().to_owned()]);
             continue;
@@ -110,6 +122,29 @@ pub(crate) fn helm(
             }),
         }
     }
+    // Inline values last, so they win; written as JSON (YAML's subset) to a private file.
+    let inline = match &h.values {
+        Some(values) if !values.is_object() => {
+            errors.push(RenderError::InvalidOption(
+                "inline Helm values must be a mapping".into(),
+            ));
+            None
+        }
+        Some(values) => match write_values(values) {
+            Ok(file) => {
+                args.extend(["--values".into(), file.path().as_os_str().to_owned()]);
+                Some(file)
+            }
+            Err(source) => {
+                errors.push(RenderError::Io {
+                    file: "inline Helm values".into(),
+                    source,
+                });
+                None
+            }
+        },
+        None => None,
+    };
     if h.include_crds {
         args.push("--include-crds".into());
     }
@@ -146,6 +181,7 @@ pub(crate) fn helm(
         path,
     }
     .run();
+    drop(inline);
     match run {
         Ok(out) => parse_output(&out, &label("helm", dir, boundary), errors),
         Err(e) => {
@@ -153,4 +189,14 @@ pub(crate) fn helm(
             Vec::new()
         }
     }
+}
+
+/// Inline values in a temporary file, removed when dropped.
+fn write_values(values: &serde_json::Value) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut file = tempfile::Builder::new()
+        .prefix("headway-values-")
+        .suffix(".json")
+        .tempfile()?;
+    serde_json::to_writer(&mut file, values)?;
+    Ok(file)
 }
