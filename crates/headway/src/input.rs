@@ -11,7 +11,7 @@ use headway_source::{Auth, Cache, FetchOptions, GitRef, Revision, Secret, Source
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {
     /// The local directory to read (or use --repo).
-    #[arg(required_unless_present = "repo", conflicts_with = "repo")]
+    #[arg(required_unless_present_any = ["repo", "helm_repo"], conflicts_with = "repo")]
     pub dir: Option<PathBuf>,
     /// A git repository to fetch instead of a local directory (https://, http://, ssh://, git://).
     #[arg(long)]
@@ -58,10 +58,16 @@ impl InputArgs {
                 )
                 .exit();
             }
-            let dir = self
-                .dir
-                .clone()
-                .context("a directory or --repo is required")?;
+            // Without a directory (a remote chart with its own values): an empty one.
+            let dir = match self.dir.clone() {
+                Some(dir) => dir,
+                None => {
+                    let empty = std::env::temp_dir().join("headway-no-values");
+                    std::fs::create_dir_all(&empty)
+                        .with_context(|| format!("creating {}", empty.display()))?;
+                    empty
+                }
+            };
             return Ok(Input {
                 dir,
                 revision: None,

@@ -49,6 +49,22 @@ pub struct RenderArgs {
     /// as the controller does.
     #[arg(long)]
     pub cluster: bool,
+    /// A Helm chart repository (`https://...` serving index.yaml, or `oci://host/path`) to fetch
+    /// `--chart` from; the directory then only holds values (its values.yaml, or --helm-values).
+    #[arg(long, requires_all = ["chart", "chart_version"])]
+    pub helm_repo: Option<String>,
+    /// The chart's name in --helm-repo.
+    #[arg(long, requires = "helm_repo")]
+    pub chart: Option<String>,
+    /// The chart version: exact (`4.11.3`) or a range (`>=4.11.0 <5.0.0`, `^4.11`).
+    #[arg(long = "version", requires = "helm_repo")]
+    pub chart_version: Option<String>,
+    /// User name for --helm-repo (the password is read from HEADWAY_HELM_PASSWORD).
+    #[arg(long, requires = "helm_repo")]
+    pub helm_username: Option<String>,
+    /// Talk plain HTTP to an `oci://` --helm-repo (a local registry).
+    #[arg(long, requires = "helm_repo")]
+    pub helm_plain_http: bool,
     /// Seconds kustomize or helm may run before they are killed.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
@@ -74,14 +90,20 @@ impl RenderArgs {
                 std::fs::canonicalize(v).with_context(|| format!("--helm-values {}", v.display()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let chart = self.remote_chart()?;
+        let default_release = match &chart {
+            Some(c) => c.name.clone(),
+            None => chart_name(dir),
+        };
         let mut options = RenderOptions {
             render_type: self.render_type,
-            helm: HelmOptions::builder(chart_name(dir), "default")
+            helm: HelmOptions::builder(default_release, "default")
                 .release_name(self.helm_release.clone())
                 .namespace(Some(self.helm_namespace.clone()))
                 .values_files(values_files)
                 .include_crds(Some(!self.helm_skip_crds))
                 .capabilities(self.capabilities()?)
+                .chart(chart.map(|c| c.archive))
                 .build(),
             ..RenderOptions::default()
         };
@@ -91,6 +113,53 @@ impl RenderArgs {
 }
 
 impl RenderArgs {
+    /// The chart of `--helm-repo`/`--chart`/`--version`, fetched into the chart cache
+    /// (`$HEADWAY_CHART_CACHE`, else ~/.cache/headway/charts) and verified; printed on stderr.
+    pub fn remote_chart(&self) -> anyhow::Result<Option<headway_render::chart::ResolvedChart>> {
+        use headway_render::chart::{ChartCache, ChartRef, Credentials, FetchChartOptions};
+        let (Some(repository), Some(name), Some(version)) =
+            (&self.helm_repo, &self.chart, &self.chart_version)
+        else {
+            return Ok(None);
+        };
+        let credentials = match &self.helm_username {
+            Some(username) => Some(Credentials {
+                username: username.clone(),
+                password: std::env::var("HEADWAY_HELM_PASSWORD")
+                    .context("--helm-username needs the password in HEADWAY_HELM_PASSWORD")?,
+            }),
+            None => None,
+        };
+        let dir = std::env::var_os("HEADWAY_CHART_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(std::env::temp_dir)
+                    .join(".cache/headway/charts")
+            });
+        let cache = ChartCache::new(dir)?;
+        let reference = ChartRef {
+            repository: repository.clone(),
+            name: name.clone(),
+            version: version.clone(),
+        };
+        let options = FetchChartOptions {
+            credentials,
+            plain_http: self.helm_plain_http,
+            timeout: Duration::from_secs(self.timeout),
+            ..FetchChartOptions::default()
+        };
+        let resolved = crate::apply_cmd::runtime()?
+            .block_on(cache.fetch(&reference, &options))
+            .with_context(|| format!("fetching chart {name} {version} from {repository}"))?;
+        eprintln!(
+            "headway: chart {} {} ({}) from {repository}",
+            resolved.name, resolved.version, resolved.digest
+        );
+        Ok(Some(resolved))
+    }
+
     /// The capabilities Helm charts see: `--kube-version`/`--api-versions`, or read from the
     /// cluster with `--cluster`; `None` for the default.
     pub fn capabilities(&self) -> anyhow::Result<Option<Capabilities>> {
