@@ -30,8 +30,8 @@
 //! streams, also refusing duplicate keys.
 //!
 //! # Kustomize and Helm
-//! Run as child processes: `kustomize build DIR` (or `kubectl kustomize DIR` when `kustomize` is
-//! not on `PATH`), and `helm template RELEASE DIR --namespace NS --values F... [--include-crds]
+//! Run as child processes: `kustomize build --enable-helm --helm-command HELM DIR` (or `kubectl
+//! kustomize ...` when `kustomize` is not on `PATH`; `helmCharts` must be vendored), and `helm template RELEASE DIR --namespace NS --values F... [--include-crds]
 //! --kube-version V --api-versions A...` with the target cluster's [`Capabilities`] (or
 //! [`DEFAULT_KUBE_VERSION`] when the cluster is not known).
 //! The environment is cleared except `PATH`; `HOME`, the Helm and XDG directories point into a

@@ -27,7 +27,7 @@ fn parse_output(text: &str, file: &str, errors: &mut Vec<RenderError>) -> Vec<Ma
     })
 }
 
-/// Runs `kustomize build DIR` (or `kubectl kustomize DIR`).
+/// Runs `kustomize build [--enable-helm --helm-command HELM] DIR` (or `kubectl kustomize ...`).
 pub(crate) fn kustomize(
     dir: &Path,
     boundary: &Path,
@@ -54,6 +54,15 @@ pub(crate) fn kustomize(
                 }
             },
         };
+    // `helmCharts` inflation through the same helm (offline: charts must be vendored under the
+    // kustomization's chartHome, `charts/<name>` or `charts/<name>-<version>/<name>`).
+    if let Some(helm) = options.tools.helm.clone().or_else(|| which("helm", &path)) {
+        args.extend([
+            "--enable-helm".into(),
+            "--helm-command".into(),
+            helm.into_os_string(),
+        ]);
+    }
     args.push(dir.as_os_str().to_owned());
     let run = Invocation {
         tool: "kustomize",

@@ -259,3 +259,116 @@ fn helm_capabilities_render_like_helm_template_with_the_same_flags() {
     let lines = error_lines(&render_err(&dir, &options));
     assert!(lines[0].contains("kube version `latest`"), "{lines:?}");
 }
+
+/// `testdata/kustomize-features/overlays/prod`: `components` (a ServiceMonitor and two patches),
+/// `replacements` (a generated ConfigMap name and a chart's Service name into env vars),
+/// `configMapGenerator` with files (and `behavior: merge` in the overlay), `images`, and
+/// `helmCharts` inflated through helm from a chart vendored under `charts/`: the same objects as
+/// `kubectl kustomize --enable-helm`, with the real kustomize and with the kubectl fallback.
+#[test]
+fn kustomize_features_render_like_kubectl_kustomize() {
+    if !tool_tests_enabled("kustomize_features_render_like_kubectl_kustomize") {
+        return;
+    }
+    let kubectl = require_tool("kubectl");
+    let helm = require_tool("helm");
+    require_tool("kustomize");
+    let dir = testdata("kustomize-features/overlays/prod");
+    let expected = parse_manifests(
+        &run(
+            &kubectl,
+            &[
+                "kustomize",
+                "--enable-helm",
+                "--helm-command",
+                helm.to_str().unwrap(),
+                dir.to_str().unwrap(),
+            ],
+        ),
+        "kubectl",
+    )
+    .unwrap();
+    let options = RenderOptions {
+        boundary: Some(testdata("kustomize-features")),
+        ..RenderOptions::default()
+    };
+    let got = render(&dir, &options).unwrap();
+    assert_eq!(object_set(&got), object_set(&expected));
+    let mut ids: Vec<String> = got.iter().map(|m| m.id.to_string()).collect();
+    ids.sort();
+    let config = ids
+        .iter()
+        .find(|i| i.starts_with("ConfigMap/"))
+        .unwrap()
+        .clone();
+    assert!(
+        config.starts_with("ConfigMap/shop/prod-web-config-"),
+        "hashed: {config}"
+    );
+    assert_eq!(
+        ids,
+        [
+            config.as_str(),
+            "Deployment.apps/shop/prod-web",
+            "Service/shop/prod-cache-redis-lite",
+            "Service/shop/prod-web",
+            "ServiceMonitor.monitoring.coreos.com/shop/prod-web",
+            "StatefulSet.apps/shop/prod-cache-redis-lite",
+        ]
+    );
+    let cm = got.iter().find(|m| m.id.kind == "ConfigMap").unwrap();
+    let data = &cm.object["data"];
+    assert!(
+        data["app.properties"]
+            .as_str()
+            .unwrap()
+            .contains("shop.currency=EUR")
+    );
+    assert!(data["nginx.conf"].as_str().unwrap().contains("listen 8080"));
+    assert!(
+        data["feature-flags.json"]
+            .as_str()
+            .unwrap()
+            .contains("checkout-v2")
+    );
+    assert_eq!(data["LOG_LEVEL"], "warn", "the overlay's merge wins");
+    let deploy = got.iter().find(|m| m.id.kind == "Deployment").unwrap();
+    let pod = &deploy.object["spec"]["template"];
+    assert_eq!(
+        pod["metadata"]["annotations"]["prometheus.io/scrape"],
+        "true"
+    );
+    assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+    let env = &pod["spec"]["containers"][0]["env"];
+    assert_eq!(env[0]["value"], "prod-cache-redis-lite");
+    assert_eq!(pod["spec"]["containers"][0]["image"], "nginx:1.27.3");
+    let sts = got.iter().find(|m| m.id.kind == "StatefulSet").unwrap();
+    assert_eq!(sts.object["spec"]["replicas"], 2, "valuesInline");
+
+    // The kubectl fallback inflates the chart the same way.
+    let only_kubectl = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&kubectl, only_kubectl.path().join("kubectl")).unwrap();
+    std::os::unix::fs::symlink(&helm, only_kubectl.path().join("helm")).unwrap();
+    let fallback = RenderOptions {
+        tools: ToolOptions {
+            path: Some(only_kubectl.path().as_os_str().to_owned()),
+            ..ToolOptions::default()
+        },
+        ..options.clone()
+    };
+    assert_eq!(
+        object_set(&render(&dir, &fallback).unwrap()),
+        object_set(&expected)
+    );
+
+    // A chart that is not vendored is not downloaded: a clear error naming the chart.
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tree.path().join("kustomization.yaml"),
+        "helmCharts:\n  - name: not-vendored\n    repo: https://charts.example.com\n    version: 1.0.0\n",
+    )
+    .unwrap();
+    let lines = error_lines(&render_err(tree.path(), &RenderOptions::default()));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("not-vendored"), "{lines:?}");
+}
