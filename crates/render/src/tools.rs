@@ -157,6 +157,9 @@ pub(crate) fn helm(
     if h.include_crds {
         args.push("--include-crds".into());
     }
+    // `helm.sh/hook: test` Pods are for `helm test`, not for the cluster: never applied (Argo CD
+    // ignores them too).
+    args.push("--skip-tests".into());
     match h.capabilities.validate() {
         Ok(()) => {
             args.extend([

@@ -372,3 +372,72 @@ fn kustomize_features_render_like_kubectl_kustomize() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("not-vendored"), "{lines:?}");
 }
+
+/// Charts and kustomizations shaped like widely used public ones (`testdata/public`): what each
+/// renders against a cluster like the local one is kept in `testdata/public.golden.txt`, and each
+/// chart gives the same objects as `helm template` with the same flags.
+#[test]
+fn public_shaped_fixtures_render() {
+    if !tool_tests_enabled("public_shaped_fixtures_render") {
+        return;
+    }
+    let helm = require_tool("helm");
+    require_tool("kustomize");
+    let capabilities = Capabilities {
+        kube_version: "v1.36.3".into(),
+        api_versions: [
+            "v1",
+            "apps/v1",
+            "batch/v1",
+            "policy/v1",
+            "policy/v1/PodDisruptionBudget",
+            "networking.k8s.io/v1",
+            "networking.k8s.io/v1/IngressClass",
+            "admissionregistration.k8s.io/v1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    };
+    let mut out = String::new();
+    for name in [
+        "cert-manager-like",
+        "ingress-nginx-like",
+        "shop-umbrella",
+        "kube-prometheus-like",
+    ] {
+        let dir = testdata(&format!("public/{name}"));
+        let mut options = RenderOptions::default();
+        options.helm.release_name = "rel".into();
+        options.helm.namespace = "infra".into();
+        options.helm.capabilities = capabilities.clone();
+        let got = render(&dir, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if headway_render::detect(&dir) == RenderType::Helm {
+            let mut args = vec![
+                "template",
+                "rel",
+                dir.to_str().unwrap(),
+                "--namespace",
+                "infra",
+                "--include-crds",
+                "--skip-tests",
+                "--kube-version",
+                "v1.36.3",
+            ];
+            for a in &capabilities.api_versions {
+                args.extend(["--api-versions", a.as_str()]);
+            }
+            let expected = parse_manifests(&run(&helm, &args), "helm").unwrap();
+            assert_eq!(object_set(&got), object_set(&expected), "{name}");
+        }
+        out.push_str(&format!("{name} ({}):\n", headway_render::detect(&dir)));
+        for m in &got {
+            let hook = m.object["metadata"]["annotations"]["helm.sh/hook"]
+                .as_str()
+                .map(|h| format!(" [hook {h}]"))
+                .unwrap_or_default();
+            out.push_str(&format!("  {} from {}{hook}\n", m.id, m.source));
+        }
+    }
+    check_golden("public.golden.txt", &out);
+}
