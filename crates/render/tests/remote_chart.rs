@@ -262,3 +262,67 @@ async fn oci_registry_versions_digests_and_errors() {
         .unwrap_err();
     assert!(err.is_transient(), "{err}");
 }
+
+/// An OCI "registry" (static files) whose chart layer bytes do not match the digest its manifest
+/// names: the archive is refused and nothing is cached.
+#[tokio::test]
+async fn oci_layer_with_a_wrong_digest_is_refused() {
+    if !tool_tests_enabled("oci_layer_with_a_wrong_digest_is_refused") {
+        return;
+    }
+    require_tool("helm");
+    let home = tempfile::tempdir().unwrap();
+    let build = tempfile::tempdir().unwrap();
+    let archive = std::fs::read(package_chart(home.path(), build.path(), "web", "1.0.0")).unwrap();
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&archive))
+    };
+    let root = tempfile::tempdir().unwrap();
+    let repo = root.path().join("v2/charts/web");
+    std::fs::create_dir_all(repo.join("manifests")).unwrap();
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json",
+                   "digest": format!("sha256:{}", "0".repeat(64)), "size": 2},
+        "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                    "digest": format!("sha256:{digest}"), "size": archive.len()}],
+    });
+    std::fs::write(repo.join("manifests/1.0.0"), manifest.to_string()).unwrap();
+    let mut tampered = archive.clone();
+    tampered.extend_from_slice(b"tampered");
+    std::fs::write(repo.join(format!("blobs/sha256:{digest}")), &tampered).unwrap();
+    let server = StaticServer::serve(root.path(), None);
+    let repository = server.url.replace("http://", "oci://") + "/charts";
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = ChartCache::new(cache_dir.path()).unwrap();
+    let options = FetchChartOptions {
+        plain_http: true,
+        ..quick()
+    };
+    let err = cache
+        .fetch(&chart(&repository, "1.0.0"), &options)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ChartError::DigestMismatch { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("expected sha256:{digest}")),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(cache_dir.path()).unwrap().count(), 0);
+
+    // The right bytes are accepted; the digest recorded is the manifest's.
+    std::fs::write(repo.join(format!("blobs/sha256:{digest}")), &archive).unwrap();
+    let got = cache
+        .fetch(&chart(&repository, "1.0.0"), &options)
+        .await
+        .unwrap();
+    let manifest_digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(manifest.to_string().as_bytes()))
+    };
+    assert_eq!(got.digest, format!("sha256:{manifest_digest}"));
+}

@@ -87,7 +87,10 @@ fn helm_ldflags(dir: &Path) -> anyhow::Result<String> {
          -X helm.sh/helm/v3/internal/version.metadata= \
          -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
     );
-    for pkg in ["helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"] {
+    for pkg in [
+        "helm.sh/helm/v3/pkg/lint/rules",
+        "helm.sh/helm/v3/pkg/chartutil",
+    ] {
         flags.push_str(&format!(
             " -X {pkg}.k8sVersionMajor=1 -X {pkg}.k8sVersionMinor={minor}"
         ));
@@ -221,7 +224,11 @@ fn tool_version(bin: &Path, module: &GoModule) -> String {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| {
-            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
             String::from_utf8_lossy(&text)
                 .lines()
                 .next()
@@ -229,7 +236,10 @@ fn tool_version(bin: &Path, module: &GoModule) -> String {
                 .trim()
                 .to_string()
         });
-    format!("{name} {}", printed.as_deref().unwrap_or("(version unknown)"))
+    format!(
+        "{name} {}",
+        printed.as_deref().unwrap_or("(version unknown)")
+    )
 }
 
 /// The tool versions recorded in the stamps of `bin` (`<tool> <version>` lines), for reports.
