@@ -239,6 +239,11 @@ async fn oci_registry_versions_digests_and_errors() {
         .await
         .unwrap_err();
     assert!(matches!(err, ChartError::NoMatchingVersion { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("newest: 1.2.0+build.7, 1.0.0, 0.9.0"),
+        "{err}"
+    );
     let err = cache
         .fetch(&chart(&repository, ">=5"), &options)
         .await

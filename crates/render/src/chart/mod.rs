@@ -393,12 +393,22 @@ impl Fetcher<'_> {
         let url = format!("{}/manifests/{tag}", registry.base);
         let manifest_bytes = match registry.get(&url, Some(OCI_MANIFEST)).await {
             Err(ChartError::Status { status: 404, .. }) => {
-                return Err(ChartError::NoMatchingVersion {
-                    repository: repository.to_string(),
-                    name: chart.name.clone(),
-                    constraint: chart.version.clone(),
-                    newest: Vec::new(),
-                });
+                // Name the versions there are, when the registry lists them.
+                let tags_url = format!("{}/tags/list", registry.base);
+                let tags: Vec<String> = registry
+                    .get(&tags_url, None)
+                    .await
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .and_then(|t| t.get("tags").and_then(Value::as_array).cloned())
+                    .map(|t| {
+                        t.iter()
+                            .filter_map(Value::as_str)
+                            .map(|t| t.replace('_', "+"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                return Err(no_match(repository, chart, tags.iter().map(String::as_str)));
             }
             other => other?,
         };
