@@ -10,14 +10,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use headway_apply::{ApplyError, DriftState, Engine, PrepareError, SyncRequest, SyncStep};
+use headway_apply::{ApplyError, DriftState, Engine, RetryHint, SyncRequest, SyncStep};
 use headway_model::changeset::ChangeSet;
 use headway_model::health::HealthStatus;
-use headway_model::prune::{RenderedSet, SyncOwner};
+use headway_model::{RenderedSet, SyncOwner};
 use headway_render::{RenderOptions, SourceType, ToolOptions};
 use headway_source::{Auth, Cache, FetchOptions, GitRef, Secret as SourceSecret, Source};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -90,6 +90,9 @@ pub enum ReconcileError {
     /// Deleting the objects of a deleted GitSync failed.
     #[error("pruning the objects of deleted GitSync {0}: {1}")]
     Cleanup(String, String),
+    /// Forgetting the inventory of a deleted GitSync that orphans its objects failed.
+    #[error("forgetting the inventory of deleted GitSync {0}: {1}")]
+    Orphan(String, String),
     /// The finalizer could not be added or removed.
     #[error("finalizer of GitSync {0}: {1}")]
     Finalizer(String, String),
@@ -863,14 +866,14 @@ fn remove_scratch(dir: Option<PathBuf>) {
 }
 
 fn apply_error(e: &ApplyError) -> Failure {
-    match e {
+    match e.retry_hint() {
         // A CRD installed by another GitSync may arrive later: retry at the next interval.
-        ApplyError::Prepare(PrepareError::UnknownKinds(_)) => Failure {
+        RetryHint::Later => Failure {
             reason: Reason::ApplyFailed,
             message: e.to_string(),
             retry: Retry::NextInterval,
         },
-        other => Failure::new(Reason::ApplyFailed, other.to_string(), other.is_transient()),
+        hint => Failure::new(Reason::ApplyFailed, e.to_string(), hint == RetryHint::Soon),
     }
 }
 
@@ -1002,19 +1005,10 @@ async fn cleanup(obj: Arc<GitSync>, ctx: &Ctx) -> Result<Action, ReconcileError>
         }
         DeletionPolicy::Orphan => {
             // Forget the inventory, so that a new GitSync of the same name starts afresh.
-            let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-            let selector = format!("{}={name}", headway_apply::store::LABEL_INVENTORY_OF);
-            api.delete_collection(
-                &DeleteParams::background(),
-                &ListParams::default().labels(&selector),
-            )
-            .await
-            .map_err(|e| ReconcileError::Kube {
-                what: "deleting the inventory",
-                namespace: ns.clone(),
-                name: name.clone(),
-                source: e,
-            })?;
+            ctx.engine
+                .forget_inventory(&owner)
+                .await
+                .map_err(|e| ReconcileError::Orphan(format!("{ns}/{name}"), e.to_string()))?;
             publish(
                 ctx,
                 &obj,

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use clap::Args;
 use headway_apply::{Engine, EngineOptions, SyncRequest};
 use headway_model::health::format_not_current;
-use headway_model::prune::{RenderedSet, SyncOwner};
+use headway_model::{RenderedSet, SyncOwner};
 
 use crate::render_cmd::RenderArgs;
 

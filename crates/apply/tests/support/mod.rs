@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use headway_apply::{Engine, EngineOptions, SyncReport, SyncRequest};
 use headway_model::changeset::Action;
-use headway_model::prune::{RenderedSet, SyncOwner};
 use headway_model::{Manifest, SourceLocation};
+use headway_model::{RenderedSet, SyncOwner};
 use headway_tests::TestCluster;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
