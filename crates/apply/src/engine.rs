@@ -250,27 +250,6 @@ impl Engine {
         }
     }
 
-    /// Prepares a set, re-running discovery once if some kind is unknown.
-    async fn prepare(
-        &self,
-        op: &Op<'_>,
-        set: &RenderedSet,
-        target: &Target,
-        rediscover: bool,
-    ) -> Result<RenderedSet, ApplyError> {
-        let mut catalog = op.catalog();
-        if rediscover {
-            catalog = op.rediscover().await?;
-        }
-        match prepare(set.clone(), &catalog, target) {
-            Err(PrepareError::UnknownKinds(_)) if !rediscover => {
-                let catalog = op.rediscover().await?;
-                Ok(prepare(set.clone(), &catalog, target)?)
-            }
-            other => Ok(other?),
-        }
-    }
-
     /// Applies, prunes and waits for one sync; never prunes unless the set is a complete render
     /// (a [`RenderedSet`]), the apply succeeded, and the guards allow it.
     ///
@@ -282,7 +261,7 @@ impl Engine {
             default_namespace: req.default_namespace.clone(),
             owner: req.owner.clone(),
         };
-        let prepared = self.prepare(&op, &req.set, &target, req.rebuild).await?;
+        let prepared = prepare_set(&op, &req.set, &target, req.rebuild).await?;
         let previous = store::read(&op.calls, &req.owner).await?;
         let mut report = SyncReport {
             changes: ChangeSet::new(),
@@ -434,7 +413,7 @@ impl Engine {
             default_namespace: default_namespace.to_string(),
             owner: owner.clone(),
         };
-        let prepared = self.prepare(&op, set, &target, false).await?;
+        let prepared = prepare_set(&op, set, &target, false).await?;
         let previous = store::read(&op.calls, owner).await?;
         Ok(compare(&op, owner, &prepared, &previous).await)
     }
@@ -506,6 +485,26 @@ impl Engine {
     /// The inventory recorded for `owner` (empty when none).
     pub async fn inventory(&self, owner: &SyncOwner) -> Result<Inventory, ApplyError> {
         store::read(&Calls::new(self.client.clone()), owner).await
+    }
+}
+
+/// Prepares a set, re-running discovery once if some kind is unknown (first, when `rediscover`).
+async fn prepare_set(
+    op: &Op<'_>,
+    set: &RenderedSet,
+    target: &Target,
+    rediscover: bool,
+) -> Result<RenderedSet, ApplyError> {
+    let mut catalog = op.catalog();
+    if rediscover {
+        catalog = op.rediscover().await?;
+    }
+    match prepare(set.clone(), &catalog, target) {
+        Err(PrepareError::UnknownKinds(_)) if !rediscover => {
+            let catalog = op.rediscover().await?;
+            Ok(prepare(set.clone(), &catalog, target)?)
+        }
+        other => Ok(other?),
     }
 }
 
