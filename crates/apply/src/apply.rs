@@ -40,6 +40,7 @@
 //! in the inventory (a change in the source); hand edits and deletions are left alone.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
@@ -61,6 +62,7 @@ use crate::error::error_message;
 use crate::health::wait_current;
 use crate::memory::AppliedState;
 use crate::op::Op;
+use crate::progress::{ProgressSender, ProgressStep, SyncProgress, report as report_progress};
 
 /// What was known of an object before it was applied.
 #[derive(Debug, Clone)]
@@ -96,6 +98,8 @@ pub(crate) struct ApplyInput<'a> {
     pub force: bool,
     /// The sync's longest wait; a stage waits at most this and the stage timeout.
     pub timeout: Duration,
+    /// Where to report each stage started and finished, and each object applied.
+    pub progress: Option<&'a ProgressSender>,
 }
 
 /// The result of the apply step of a sync.
@@ -123,6 +127,15 @@ pub(crate) async fn apply_set(
             continue;
         }
         let started = Instant::now();
+        let name = format!("apply {stage}");
+        report_progress(
+            input.progress,
+            SyncProgress::Started {
+                step: ProgressStep::Apply,
+                name: name.clone(),
+                total: manifests.len(),
+            },
+        );
         let mut catalog = op.catalog();
         if manifests
             .iter()
@@ -157,16 +170,7 @@ pub(crate) async fn apply_set(
             let timeout = op
                 .stage_timeout
                 .min(input.timeout.max(Duration::from_secs(1)));
-            let waited = wait_current(
-                &op.calls,
-                &catalog,
-                input.owner,
-                &refs,
-                timeout,
-                op.poll_interval,
-                op.concurrency,
-            )
-            .await;
+            let waited = wait_current(op, &catalog, input.owner, &refs, timeout, None).await;
             if let Some(reason) = waited.failure {
                 warn!(sync = %input.owner, %stage, %reason, "stage did not become ready");
                 out.failure = Some(format!("the {stage} stage did not become ready: {reason}"));
@@ -179,8 +183,17 @@ pub(crate) async fn apply_set(
         {
             out.failure = Some(e.to_string());
         }
-        out.timings
-            .push((format!("apply {stage}"), started.elapsed()));
+        report_progress(
+            input.progress,
+            SyncProgress::Finished {
+                step: ProgressStep::Apply,
+                name: name.clone(),
+                count: manifests.len(),
+                duration: started.elapsed(),
+                ok: out.failure.is_none(),
+            },
+        );
+        out.timings.push((name, started.elapsed()));
     }
     out
 }
@@ -229,6 +242,10 @@ async fn apply_stage(
             todo.push(i);
         }
     }
+    // Objects decided without an apply (unresolved, unchanged) count as done at once.
+    let total = manifests.len();
+    let done = AtomicUsize::new(total - todo.len());
+    let done = &done;
     let results: Vec<(usize, Action)> = stream::iter(todo)
         .map(|i| {
             let resolved = resolved[i]
@@ -236,10 +253,17 @@ async fn apply_stage(
                 .expect("unresolved objects already failed");
             let before = &before[i];
             async move {
-                (
-                    i,
-                    apply_one(op, input, &manifests[i], resolved, before).await,
-                )
+                let action = apply_one(op, input, &manifests[i], resolved, before).await;
+                let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                report_progress(
+                    input.progress,
+                    SyncProgress::Advanced {
+                        step: ProgressStep::Apply,
+                        done,
+                        total,
+                    },
+                );
+                (i, action)
             }
         })
         .buffer_unordered(op.concurrency.max(1))

@@ -33,6 +33,7 @@ use crate::health::wait_current;
 use crate::memory::Memory;
 use crate::op::Op;
 use crate::prepare::{PrepareError, Target, prepare};
+use crate::progress::{ProgressSender, ProgressStep, SyncProgress, report as report_progress};
 use crate::prune::delete_objects;
 use crate::store;
 
@@ -90,6 +91,8 @@ pub struct SyncRequest {
     /// Re-apply objects changed or deleted by hand (drift) even when the source did not change.
     /// Off: only objects whose desired state changed since the last apply are applied.
     pub self_heal: bool,
+    /// Where to report progress as the sync runs; `None`: nowhere.
+    pub progress: Option<ProgressSender>,
 }
 
 impl SyncRequest {
@@ -108,6 +111,7 @@ impl SyncRequest {
             max_prune_fraction: None,
             rebuild: false,
             self_heal: true,
+            progress: None,
         }
     }
 
@@ -284,6 +288,7 @@ impl Engine {
             },
             force: req.force,
             timeout: req.timeout,
+            progress: req.progress.as_ref(),
         };
         let applied = apply_set(&op, &input, prepared.manifests()).await;
         report.timings.extend(applied.timings);
@@ -337,7 +342,25 @@ impl Engine {
                     });
                 }
                 Ok(plan) => {
+                    report_progress(
+                        req.progress.as_ref(),
+                        SyncProgress::Started {
+                            step: ProgressStep::Prune,
+                            name: "prune".into(),
+                            total: plan.candidates.len(),
+                        },
+                    );
                     let pruned = delete_objects(&op, &req.owner, plan.candidates).await;
+                    report_progress(
+                        req.progress.as_ref(),
+                        SyncProgress::Finished {
+                            step: ProgressStep::Prune,
+                            name: "prune".into(),
+                            count: pruned.counts().deleted,
+                            duration: started.elapsed(),
+                            ok: pruned.is_ok(),
+                        },
+                    );
                     let before = inventory.clone();
                     for c in &pruned.changes {
                         if !matches!(c.action, Action::Failed(_)) {
@@ -365,16 +388,33 @@ impl Engine {
             let started = Instant::now();
             let refs: Vec<&Manifest> = prepared.manifests().iter().collect();
             let catalog = op.catalog();
+            report_progress(
+                req.progress.as_ref(),
+                SyncProgress::Started {
+                    step: ProgressStep::Wait,
+                    name: "wait".into(),
+                    total: refs.len(),
+                },
+            );
             let waited = wait_current(
-                &op.calls,
+                &op,
                 &catalog,
                 &req.owner,
                 &refs,
                 req.timeout,
-                op.poll_interval,
-                op.concurrency,
+                req.progress.as_ref(),
             )
             .await;
+            report_progress(
+                req.progress.as_ref(),
+                SyncProgress::Finished {
+                    step: ProgressStep::Wait,
+                    name: "wait".into(),
+                    count: waited.health.iter().filter(|(_, h)| h.is_current()).count(),
+                    duration: started.elapsed(),
+                    ok: waited.failure.is_none(),
+                },
+            );
             report.health = waited.health;
             if let Some(message) = waited.failure {
                 report.failure = Some(SyncFailure::new(SyncStep::Health, message));

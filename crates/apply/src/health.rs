@@ -17,6 +17,8 @@ use tokio::time::Instant;
 use crate::calls::{Calls, Listing, list_by_resource, to_json};
 use crate::discovery::{ApiCatalog, Resolved, ResourceGroups, group_by_resource};
 use crate::error::error_message;
+use crate::op::Op;
+use crate::progress::{ProgressSender, ProgressStep, SyncProgress, report as report_progress};
 
 /// More objects than this of one resource are read with one list.
 pub(crate) const LIST_THRESHOLD: usize = 3;
@@ -144,14 +146,14 @@ pub(crate) struct WaitOutcome {
 
 /// Polls until every object is Current, one is Failed, or `timeout` passes.
 pub(crate) async fn wait_current(
-    calls: &Calls,
+    op: &Op<'_>,
     catalog: &ApiCatalog,
     owner: &SyncOwner,
     manifests: &[&Manifest],
     timeout: Duration,
-    poll: Duration,
-    concurrency: usize,
+    progress: Option<&ProgressSender>,
 ) -> WaitOutcome {
+    let (calls, poll, concurrency) = (&op.calls, op.poll_interval, op.concurrency);
     let deadline = Instant::now() + timeout;
     let mut health: Vec<Option<Health>> = vec![None; manifests.len()];
     let mut interval = poll.min(Duration::from_millis(100));
@@ -170,6 +172,14 @@ pub(crate) async fn wait_current(
             .map(|(m, h)| (m.id.clone(), h.clone().unwrap_or_else(Health::not_found)))
             .collect();
         let listed = || format_not_current(pairs.iter().map(|(id, h)| (id, h)));
+        report_progress(
+            progress,
+            SyncProgress::Advanced {
+                step: ProgressStep::Wait,
+                done: pairs.iter().filter(|(_, h)| h.is_current()).count(),
+                total: pairs.len(),
+            },
+        );
         if pairs.iter().all(|(_, h)| h.is_current()) {
             return WaitOutcome {
                 health: pairs,

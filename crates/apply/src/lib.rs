@@ -31,6 +31,8 @@
 //! - [`Engine::delete_all`] deletes everything a sync applied (its finalizer);
 //!   [`Engine::forget_inventory`] forgets it instead, leaving the objects in place.
 //! - An [`ApplyError`] says, through [`ApplyError::retry_hint`], when retrying may help.
+//! - With [`SyncRequest::progress`] set, a sync reports [`SyncProgress`] as it runs: each apply
+//!   stage, the prune and the wait started and finished, objects applied and objects Current.
 //! - [`error_message`] words a Kubernetes client error the way Headway reports them everywhere.
 //!
 //! `Engine` is `Send + Sync`; share it with `Arc` and call it concurrently for different syncs.
@@ -42,7 +44,8 @@
 //! Below the facade ([`Engine`], the `engine` module), each step is a module of its own that knows nothing of
 //! the engine: `prepare` (scope, namespaces, ownership labels), `apply` (staged server-side apply
 //! and change detection), `prune` (deletion of what left the set), `health` (reads and waits),
-//! `drift` (live versus desired), `store` (the inventory ConfigMaps). They share an `op` (one
+//! `drift` (live versus desired), `store` (the inventory ConfigMaps), `progress` (reports of a
+//! running sync, [`SyncRequest::progress`]). They share an `op` (one
 //! operation: its counted `calls`, the `discovery` and the engine's `memory` of applied objects).
 #![forbid(unsafe_code)]
 
@@ -57,6 +60,7 @@ mod health;
 mod memory;
 mod op;
 mod prepare;
+mod progress;
 mod prune;
 mod store;
 
@@ -66,3 +70,4 @@ pub use drift::{DriftReport, DriftState};
 pub use engine::{Engine, EngineOptions, SyncFailure, SyncReport, SyncRequest, SyncStep};
 pub use error::{ApplyError, RetryHint, error_message};
 pub use prepare::PrepareError;
+pub use progress::{ProgressSender, ProgressStep, SyncProgress};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use headway_model::Manifest;
-use headway_render::{RenderOptions, SourceType, output};
+use headway_render::{HelmOptions, RenderOptions, RenderType, output};
 
 use crate::input::InputArgs;
 
@@ -18,8 +18,8 @@ pub struct RenderArgs {
     #[command(flatten)]
     pub input: InputArgs,
     /// How to render it; `auto` detects a kustomization, then a Chart.yaml, else plain YAML.
-    #[arg(long = "type", value_enum, default_value_t = TypeArg::Auto)]
-    pub source_type: TypeArg,
+    #[arg(long = "type", value_enum, default_value_t = RenderType::Auto)]
+    pub render_type: RenderType,
     /// Output format: a YAML stream (`---` between documents) or one JSON `v1 List`
     /// (both can be piped to `kubectl apply -f -`).
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Yaml)]
@@ -41,19 +41,6 @@ pub struct RenderArgs {
     pub timeout: u64,
 }
 
-/// `--type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TypeArg {
-    /// Detect from the directory.
-    Auto,
-    /// YAML/JSON files.
-    Plain,
-    /// `kustomize build` (or `kubectl kustomize`).
-    Kustomize,
-    /// `helm template`.
-    Helm,
-}
-
 /// `--output`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -66,30 +53,25 @@ pub enum OutputFormat {
 impl RenderArgs {
     /// The library options these arguments ask for.
     pub fn options(&self, dir: &Path) -> anyhow::Result<RenderOptions> {
-        let mut options = RenderOptions {
-            source_type: match self.source_type {
-                TypeArg::Auto => SourceType::Auto,
-                TypeArg::Plain => SourceType::Plain,
-                TypeArg::Kustomize => SourceType::Kustomize,
-                TypeArg::Helm => SourceType::Helm,
-            },
-            ..RenderOptions::default()
-        };
-        options.tools.timeout = Duration::from_secs(self.timeout);
-        options.helm.release_name = match &self.helm_release {
-            Some(name) => name.clone(),
-            None => chart_name(dir),
-        };
-        options.helm.namespace = self.helm_namespace.clone();
-        options.helm.include_crds = !self.helm_skip_crds;
         // Values files named on the command line are the user's own: make them absolute.
-        options.helm.values_files = self
+        let values_files = self
             .helm_values
             .iter()
             .map(|v| {
                 std::fs::canonicalize(v).with_context(|| format!("--helm-values {}", v.display()))
             })
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut options = RenderOptions {
+            render_type: self.render_type,
+            helm: HelmOptions::builder(chart_name(dir), "default")
+                .release_name(self.helm_release.clone())
+                .namespace(Some(self.helm_namespace.clone()))
+                .values_files(values_files)
+                .include_crds(Some(!self.helm_skip_crds))
+                .build(),
+            ..RenderOptions::default()
+        };
+        options.tools.timeout = Duration::from_secs(self.timeout);
         Ok(options)
     }
 }
@@ -238,7 +220,7 @@ mod tests {
             "5",
         ]);
         let o = a.options(&chart).unwrap();
-        assert_eq!(o.source_type, SourceType::Helm);
+        assert_eq!(o.render_type, RenderType::Helm);
         assert_eq!(o.helm.release_name, "mychart");
         assert_eq!(o.helm.namespace, "apps");
         assert_eq!(

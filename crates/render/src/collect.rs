@@ -6,7 +6,7 @@ use std::collections::hash_map::Entry;
 use headway_model::{Manifest, ObjectRef, SourceLocation};
 use serde_json::Value;
 
-use crate::RenderError;
+use crate::error::RenderError;
 use crate::yaml::Document;
 
 /// Lists nested deeper than this are reported as not being objects.

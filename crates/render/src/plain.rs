@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use headway_model::Manifest;
 
+use crate::error::RenderError;
+use crate::options::RenderOptions;
 use crate::walk::{self, FileEntry};
-use crate::{RenderError, RenderOptions, collect, yaml};
+use crate::{collect, yaml};
 
 /// Below this many bytes in total, more threads cost more than they save.
 const PARALLEL_THRESHOLD: u64 = 256 * 1024;

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use headway_model::Manifest;
 
+use crate::error::RenderError;
+use crate::options::RenderOptions;
 use crate::tool::{Invocation, search_path, which};
-use crate::{RenderError, RenderOptions, collect, walk, yaml};
+use crate::{collect, walk, yaml};
 
 /// `kustomize:<dir>` / `helm:<dir>`: the name tool output carries in source locations, with the
 /// directory relative to the boundary (`.` when it is the boundary).

@@ -10,7 +10,7 @@ use headway_model::SourceLocation;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::RenderError;
+use crate::error::RenderError;
 
 /// One parsed, non-empty document.
 #[derive(Debug)]

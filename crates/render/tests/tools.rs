@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use headway_model::Manifest;
-use headway_render::{RenderOptions, SourceType, ToolOptions, parse_manifests, render};
+use headway_render::{RenderOptions, RenderType, ToolOptions, parse_manifests, render};
 use support::*;
 
 /// The object set, keyed by identity, as comparable text.
@@ -160,7 +160,7 @@ fn helm_errors_carry_the_tool_stderr() {
     require_tool("helm");
     // A dependency that is not vendored: helm must not try to download it.
     let options = RenderOptions {
-        source_type: SourceType::Helm,
+        render_type: RenderType::Helm,
         ..RenderOptions::default()
     };
     let lines = error_lines(&render_err(&testdata("helm-broken"), &options));
