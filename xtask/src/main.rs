@@ -7,6 +7,7 @@ mod cluster;
 mod codegen;
 mod demo;
 mod gitserve;
+mod leftovers;
 mod paths;
 mod test;
 
