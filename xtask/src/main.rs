@@ -10,6 +10,8 @@ mod gitserve;
 mod leftovers;
 mod paths;
 mod test;
+#[cfg(test)]
+mod tidy;
 
 use clap::{Parser, Subcommand};
 
