@@ -155,6 +155,7 @@ fn stat(pid: u32) -> Option<Stat> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use headway_tests::process::Guarded;
     use std::process::{Command, Stdio};
 
     fn pids(left: &[Leftover]) -> Vec<u32> {
@@ -165,28 +166,44 @@ mod tests {
     fn a_process_of_the_run_is_found_until_it_ends() {
         let root = tempfile::tempdir().unwrap();
         let run = Run::new(root.path());
-        let mut marked = Command::new("sleep")
-            .arg("60")
-            .env(RUN_MARKER_ENV, &run.marker)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut other = Command::new("sleep")
-            .arg("60")
-            .env(RUN_MARKER_ENV, "another-run")
-            .spawn()
-            .unwrap();
+        // Guarded: killed even when an assertion fails.
+        let marked = Guarded::spawn(
+            Command::new("sleep")
+                .arg("60")
+                .env(RUN_MARKER_ENV, &run.marker)
+                .stdin(Stdio::null()),
+        )
+        .unwrap();
+        let other = Guarded::spawn(
+            Command::new("sleep")
+                .arg("60")
+                .env(RUN_MARKER_ENV, "another-run"),
+        )
+        .unwrap();
         // A server started with a cleared environment, working in the workspace.
         let bin = root.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::copy("/bin/sleep", bin.join("git-daemon")).unwrap();
-        let mut server = Command::new(bin.join("git-daemon"))
-            .arg("60")
-            .env_clear()
-            .current_dir(root.path())
-            .spawn()
-            .unwrap();
-        let left = run.leftovers();
+        let server = Guarded::spawn(
+            Command::new(bin.join("git-daemon"))
+                .arg("60")
+                .env_clear()
+                .current_dir(root.path()),
+        )
+        .unwrap();
+        // Right after exec, /proc/PID/cmdline may still be empty: wait until it is not.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let left = loop {
+            let left = run.leftovers();
+            if left
+                .iter()
+                .any(|l| l.pid == server.id() && !l.args.is_empty())
+                || Instant::now() > deadline
+            {
+                break left;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         assert!(pids(&left).contains(&marked.id()), "{left:?}");
         assert!(pids(&left).contains(&server.id()), "{left:?}");
         assert!(!pids(&left).contains(&other.id()), "{left:?}");
@@ -197,21 +214,15 @@ mod tests {
             .to_string();
         assert!(line.contains("git-daemon 60 (cwd "), "{line}");
 
-        for child in [&mut marked, &mut server, &mut other] {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
+        drop((marked, server, other));
         assert_eq!(run.wait_for_none(Duration::from_secs(5)), []);
     }
 
     #[test]
     fn processes_started_before_the_run_do_not_count() {
         let root = tempfile::tempdir().unwrap();
-        let mut before = Command::new("sleep")
-            .arg("60")
-            .env(RUN_MARKER_ENV, "x")
-            .spawn()
-            .unwrap();
+        let before =
+            Guarded::spawn(Command::new("sleep").arg("60").env(RUN_MARKER_ENV, "x")).unwrap();
         // Clock ticks are 10 ms: start the run clearly later.
         std::thread::sleep(Duration::from_millis(50));
         let mut run = Run::new(root.path());
@@ -221,7 +232,5 @@ mod tests {
             .start
             .max(stat(before.id()).unwrap().start + 1);
         assert!(!pids(&run.leftovers()).contains(&before.id()));
-        before.kill().unwrap();
-        before.wait().unwrap();
     }
 }
