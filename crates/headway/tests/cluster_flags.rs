@@ -120,6 +120,13 @@ async fn the_cluster_flags_are_honoured_by_every_cluster_command() -> anyhow::Re
         format!("error: GitSync {}/missing not found\n", ns.name)
     );
 
+    let out = headway(&[&good[..], &["rebuild", "-l", "team=nobody"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out).1,
+        "error: no GitSyncs selected: nothing to rebuild\n"
+    );
+
     // apply and diff: objects that name no namespace land in the context's namespace.
     let src = tempfile::tempdir()?;
     std::fs::write(src.path().join("cm.yaml"), configmap_yaml("flagged", "1"))?;
