@@ -17,13 +17,14 @@ use serde_json::Value;
 /// Longest `.rs` file that needs no reason.
 const MAX_LINES: usize = 800;
 
-/// Files over [`MAX_LINES`] that other branches are splitting right now (issue 12). TEMPORARY:
-/// the lead empties this list once those branches are merged; do not add to it.
+/// Files over [`MAX_LINES`] in crates other branches are reshaping right now (issue 12).
+/// TEMPORARY: the lead empties this list once those branches are merged (each file split, or
+/// given a `//! long because …` line); do not add to it.
 const LONG_FILES_BEING_SPLIT: &[&str] = &[
-    "crates/controller/src/reconcile.rs", // split by the HTTP API issue
-    "crates/model/src/drift.rs",
-    "crates/model/src/health.rs",
-    "crates/model/src/inventory.rs",
+    "crates/controller/src/reconcile.rs", // 1,215 lines: split by the HTTP API issue
+    "crates/model/src/drift.rs",          // 979: split by the model branch
+    "crates/model/src/health.rs",         // 1,013: model branch (split or give the reason)
+    "crates/model/src/inventory.rs",      // 837: model branch (split or give the reason)
 ];
 
 /// Declared dependencies that other branches are removing right now (issue 12). TEMPORARY: the
