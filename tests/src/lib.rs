@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod git;
+pub mod process;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -5,8 +5,10 @@
 
 use clap::Args;
 
-use crate::apply_cmd::{SyncArgs, engine, render_source, runtime};
-use crate::render_cmd::RenderArgs;
+use crate::Outcome;
+use crate::cluster::{ClusterArgs, runtime};
+use crate::input::{RenderArgs, render_source};
+use crate::owner::SyncArgs;
 
 /// Arguments of `headway diff`.
 #[derive(Debug, Args)]
@@ -17,25 +19,23 @@ pub struct DiffArgs {
     pub sync: SyncArgs,
 }
 
-/// Runs `headway diff`; returns the exit code.
-pub fn run(args: DiffArgs) -> anyhow::Result<i32> {
+/// Runs `headway diff`.
+pub fn run(cluster: &ClusterArgs, args: DiffArgs) -> anyhow::Result<Outcome> {
     let rendered = render_source(&args.source)?;
     let owner = args.sync.owner(&rendered.default_name)?;
     let report = runtime()?.block_on(async {
-        let engine = engine().await?;
-        anyhow::Ok(
-            engine
-                .drift(&owner, &rendered.set, &args.sync.namespace)
-                .await?,
-        )
+        let cluster = cluster.connect().await?;
+        let engine = cluster.engine().await?;
+        let namespace = args.sync.target_namespace(&cluster);
+        anyhow::Ok(engine.drift(&owner, &rendered.set, &namespace).await?)
     })?;
     print!("{}", report.render_text());
     Ok(if report.has_errors() {
-        1
+        Outcome::Failure
     } else if report.has_drift() {
-        2
+        Outcome::Differs
     } else {
         println!("no differences ({} objects)", report.objects.len());
-        0
+        Outcome::Success
     })
 }

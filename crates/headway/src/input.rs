@@ -1,11 +1,18 @@
-//! Where a command's manifests come from: a local directory, or a directory of a git repository
-//! fetched (depth 1) into the local cache. Shared by `render`, `diff` and `apply`.
+//! Where a command's manifests come from and how they are rendered, shared by `render`, `fetch`,
+//! `diff` and `apply`: a local directory, or a directory of a git repository fetched (depth 1)
+//! into the local cache (its warnings printed on stderr); the render options (`--type`, Helm,
+//! timeout, output format); and the rendered set that `diff` and `apply` work on.
 
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use headway_model::RenderedSet;
+use headway_render::{HelmOptions, RenderOptions, RenderType};
 use headway_source::{Auth, Cache, FetchOptions, GitRef, Revision, Secret, Source};
+
+use crate::owner::label_value;
 
 /// A local directory, or `--repo URL [--ref REF] [--path DIR]`.
 #[derive(Debug, Clone, Args)]
@@ -46,17 +53,18 @@ pub struct Input {
 }
 
 impl InputArgs {
-    /// The directory to render: the local one, or the fetched tree's `--path`.
+    /// The directory to render: the local one, or the fetched tree's `--path`. The fetch's
+    /// warnings (credentials over plain http, skipped submodules) are printed on stderr.
     pub fn resolve(&self) -> anyhow::Result<Input> {
         let Some(url) = &self.repo else {
             if self.reference.is_some() || self.repo_path.is_some() {
-                // clap's `requires` does not see through the flattened struct: same message and
-                // exit code as its own usage errors.
-                clap::Error::raw(
+                // clap's `requires` does not see through the flattened struct: a usage error
+                // like its own (main prints it and exits with code 2).
+                return Err(clap::Error::raw(
                     clap::error::ErrorKind::MissingRequiredArgument,
                     "--ref and --path need --repo (a local directory is read as it is)\n",
                 )
-                .exit();
+                .into());
             }
             let dir = self
                 .dir
@@ -81,6 +89,12 @@ impl InputArgs {
         let revision = cache
             .fetch(&source, &FetchOptions::default())
             .with_context(|| format!("fetching {} of {url}", source.reference))?;
+        for warning in &revision.warnings {
+            eprintln!(
+                "warning: {}: {warning}",
+                headway_source::redact_url(url.as_str())
+            );
+        }
         let dir = subdir(
             &revision.tree_dir,
             self.repo_path.as_deref().unwrap_or(Path::new(".")),
@@ -122,6 +136,118 @@ impl InputArgs {
             (None, None) => Auth::None,
         })
     }
+}
+
+/// Arguments of `headway render`, and the source and render options of `diff` and `apply`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The directory to render, or the repository to fetch it from.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// How to render it; `auto` detects a kustomization, then a Chart.yaml, else plain YAML.
+    #[arg(long = "type", value_enum, default_value_t = RenderType::Auto)]
+    pub render_type: RenderType,
+    /// Output format: a YAML stream (`---` between documents) or one JSON `v1 List`
+    /// (both can be piped to `kubectl apply -f -`).
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+    /// Helm release name; default: the chart directory's name.
+    #[arg(long)]
+    pub helm_release: Option<String>,
+    /// Helm release namespace.
+    #[arg(long, default_value = "default")]
+    pub helm_namespace: String,
+    /// Helm values files, in order (relative to the current directory).
+    #[arg(long, num_args = 1..)]
+    pub helm_values: Vec<PathBuf>,
+    /// Do not pass `--include-crds` to helm.
+    #[arg(long)]
+    pub helm_skip_crds: bool,
+    /// Seconds kustomize or helm may run before they are killed.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+}
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A YAML stream.
+    Yaml,
+    /// A JSON `v1 List`.
+    Json,
+}
+
+impl RenderArgs {
+    /// The library options these arguments ask for.
+    pub fn options(&self, dir: &Path) -> anyhow::Result<RenderOptions> {
+        // Values files named on the command line are the user's own: make them absolute.
+        let values_files = self
+            .helm_values
+            .iter()
+            .map(|v| {
+                std::fs::canonicalize(v).with_context(|| format!("--helm-values {}", v.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut options = RenderOptions {
+            render_type: self.render_type,
+            helm: HelmOptions::builder(chart_name(dir), "default")
+                .release_name(self.helm_release.clone())
+                .namespace(Some(self.helm_namespace.clone()))
+                .values_files(values_files)
+                .include_crds(Some(!self.helm_skip_crds))
+                .build(),
+            ..RenderOptions::default()
+        };
+        options.tools.timeout = Duration::from_secs(self.timeout);
+        Ok(options)
+    }
+}
+
+/// The directory's name, as a release name (`release` when it has none, e.g. `/`).
+fn chart_name(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "release".into())
+}
+
+/// A rendered source and the sync name derived from it.
+pub struct Rendered {
+    pub set: RenderedSet,
+    pub default_name: String,
+}
+
+/// Renders the source for `diff` and `apply`. Render errors are returned (all of them, as
+/// `headway_render::RenderErrors`), so nothing is applied or pruned after a failed render.
+pub fn render_source(args: &RenderArgs) -> anyhow::Result<Rendered> {
+    let input = args.input.resolve()?;
+    let options = args.options(&input.dir)?;
+    let manifests = headway_render::render(&input.dir, &options)?;
+    let (revision, name_from) = match (&input.revision, &args.input.repo) {
+        (Some(rev), Some(url)) => (
+            rev.sha.clone(),
+            url.trim_end_matches('/')
+                .trim_end_matches(".git")
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_string(),
+        ),
+        _ => ("local".to_string(), dir_name(&input.dir)),
+    };
+    let set = RenderedSet::from_complete_render(revision, manifests)?;
+    Ok(Rendered {
+        set,
+        default_name: label_value(&name_from),
+    })
+}
+
+fn dir_name(dir: &Path) -> String {
+    std::fs::canonicalize(dir)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default()
 }
 
 /// `--ref` to a [`GitRef`].
@@ -179,6 +305,60 @@ fn default_cache_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: RenderArgs,
+    }
+
+    fn args(argv: &[&str]) -> RenderArgs {
+        Cli::try_parse_from(std::iter::once("render").chain(argv.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        std::fs::create_dir_all(dir.join(rel).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(rel), text).unwrap();
+    }
+
+    #[test]
+    fn options_follow_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "mychart/values-prod.yaml", "a: 1\n");
+        let chart = dir.path().join("mychart");
+        let values = chart.join("values-prod.yaml");
+        let a = args(&[
+            chart.to_str().unwrap(),
+            "--type",
+            "helm",
+            "--helm-namespace",
+            "apps",
+            "--helm-values",
+            values.to_str().unwrap(),
+            "--timeout",
+            "5",
+        ]);
+        let o = a.options(&chart).unwrap();
+        assert_eq!(o.render_type, RenderType::Helm);
+        assert_eq!(o.helm.release_name, "mychart");
+        assert_eq!(o.helm.namespace, "apps");
+        assert_eq!(
+            o.helm.values_files,
+            [std::fs::canonicalize(&values).unwrap()]
+        );
+        assert!(o.helm.include_crds);
+        assert_eq!(o.tools.timeout, Duration::from_secs(5));
+        let a = args(&[
+            chart.to_str().unwrap(),
+            "--helm-values",
+            "/nonexistent.yaml",
+        ]);
+        assert!(a.options(&chart).is_err());
+        assert!(Cli::try_parse_from(["render", "x", "--type", "jsonnet"]).is_err());
+    }
 
     #[test]
     fn refs_are_classified() {

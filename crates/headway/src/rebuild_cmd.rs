@@ -1,6 +1,6 @@
-//! `headway status` and `headway rebuild [--wait]`: what every GitSync looks like, and the
-//! disaster-recovery operation: ask the controller to re-fetch and re-apply everything, wait
-//! until every sync is Ready again, and print how long recovery took (the MTTR figure).
+//! `headway rebuild [--wait]`: the disaster-recovery operation: ask the controller to re-fetch
+//! and re-apply every selected GitSync, wait until each is Ready again, and print how long
+//! recovery took (the MTTR figure).
 
 use std::time::{Duration, Instant};
 
@@ -8,29 +8,11 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use headway_controller::conditions::{READY, RECONCILING};
 use headway_controller::{GitSync, Handle};
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 
-use crate::apply_cmd::{client, runtime};
-
-/// Which GitSyncs a command looks at.
-#[derive(Debug, Args)]
-pub struct Selection {
-    /// GitSync names (default: all in the namespace, or in every namespace with -A).
-    pub names: Vec<String>,
-    /// Namespace of the GitSyncs.
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
-    /// Every namespace.
-    #[arg(long, short = 'A', conflicts_with = "names")]
-    pub all_namespaces: bool,
-}
-
-/// Arguments of `headway status`.
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    pub selection: Selection,
-}
+use crate::Outcome;
+use crate::cluster::{ClusterArgs, Selection, runtime};
+use crate::status_cmd::{condition, status_table};
 
 /// Arguments of `headway rebuild`.
 #[derive(Debug, Args)]
@@ -43,127 +25,6 @@ pub struct RebuildArgs {
     /// Seconds to wait with --wait.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
-}
-
-/// The selected GitSyncs, sorted by namespace and name.
-async fn select(client: &kube::Client, selection: &Selection) -> anyhow::Result<Vec<GitSync>> {
-    let mut syncs = if selection.all_namespaces {
-        Api::<GitSync>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .context("listing GitSyncs")?
-            .items
-    } else {
-        let api = Api::<GitSync>::namespaced(client.clone(), &selection.namespace);
-        if selection.names.is_empty() {
-            api.list(&ListParams::default())
-                .await
-                .with_context(|| format!("listing GitSyncs in {}", selection.namespace))?
-                .items
-        } else {
-            let mut found = Vec::new();
-            for name in &selection.names {
-                match api.get_opt(name).await? {
-                    Some(sync) => found.push(sync),
-                    None => bail!("GitSync {}/{name} not found", selection.namespace),
-                }
-            }
-            found
-        }
-    };
-    syncs.sort_by_key(key);
-    Ok(syncs)
-}
-
-fn key(sync: &GitSync) -> String {
-    format!(
-        "{}/{}",
-        sync.metadata.namespace.as_deref().unwrap_or_default(),
-        sync.metadata.name.as_deref().unwrap_or_default()
-    )
-}
-
-/// (status, reason, message) of a condition.
-fn condition<'a>(sync: &'a GitSync, kind: &str) -> Option<(&'a str, &'a str, &'a str)> {
-    sync.status.as_ref()?.conditions.iter().find_map(|c| {
-        (c.type_ == kind).then_some((c.status.as_str(), c.reason.as_str(), c.message.as_str()))
-    })
-}
-
-/// One line per GitSync.
-pub fn status_table(syncs: &[GitSync]) -> String {
-    let mut rows = vec![[
-        "GITSYNC".to_string(),
-        "READY".into(),
-        "REASON".into(),
-        "REVISION".into(),
-        "OBJECTS".into(),
-        "DRIFTED".into(),
-        "LAST SYNC".into(),
-        "LAST REBUILD".into(),
-    ]];
-    for sync in syncs {
-        let status = sync.status.as_ref();
-        let (ready, reason) = condition(sync, READY)
-            .map(|(s, r, _)| (s.to_string(), r.to_string()))
-            .unwrap_or_else(|| ("Unknown".into(), "-".into()));
-        let revision = status
-            .and_then(|s| s.last_applied_revision.clone())
-            .unwrap_or_else(|| "-".into());
-        let objects = status
-            .and_then(|s| s.objects.as_ref())
-            .map(|o| format!("{}/{} current", o.current, o.total))
-            .unwrap_or_else(|| "-".into());
-        let drifted = status
-            .and_then(|s| s.drift.as_ref())
-            .map(|d| d.drifted.to_string())
-            .unwrap_or_else(|| "-".into());
-        let record = |r: Option<&headway_controller::crd::ReconcileRecord>| {
-            r.map(|r| format!("{} ({}, {})", r.duration, r.result, r.end))
-                .unwrap_or_else(|| "-".into())
-        };
-        rows.push([
-            key(sync),
-            ready,
-            reason,
-            revision,
-            objects,
-            drifted,
-            record(status.and_then(|s| s.last_reconcile.as_ref())),
-            record(status.and_then(|s| s.last_rebuild.as_ref())),
-        ]);
-    }
-    let widths: Vec<usize> = (0..8)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// Runs `headway status`; exit code 0 when every selected GitSync is Ready, 1 otherwise.
-pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
-    runtime()?.block_on(async {
-        let client = client().await?;
-        let syncs = select(&client, &args.selection).await?;
-        if syncs.is_empty() {
-            println!("no GitSyncs");
-            return Ok(0);
-        }
-        print!("{}", status_table(&syncs));
-        let all_ready = syncs
-            .iter()
-            .all(|s| condition(s, READY).is_some_and(|(st, _, _)| st == "True"));
-        Ok(if all_ready { 0 } else { 1 })
-    })
 }
 
 /// Where a rebuild request stands.
@@ -193,10 +54,11 @@ fn progress(sync: &GitSync, value: &str) -> Progress {
 
 /// Runs `headway rebuild`; exit code 0 when every rebuild was requested (and, with --wait,
 /// succeeded), 1 otherwise.
-pub fn rebuild(args: RebuildArgs) -> anyhow::Result<i32> {
+pub fn run(cluster: &ClusterArgs, args: RebuildArgs) -> anyhow::Result<Outcome> {
     runtime()?.block_on(async {
-        let client = client().await?;
-        let syncs = select(&client, &args.selection).await?;
+        let cluster = cluster.connect().await?;
+        let client = cluster.client.clone();
+        let syncs = args.selection.select(&cluster).await?;
         if syncs.is_empty() {
             bail!("no GitSyncs selected: nothing to rebuild");
         }
@@ -211,7 +73,7 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<i32> {
             requests.push((ns, name, value));
         }
         if !args.wait {
-            return Ok(0);
+            return Ok(Outcome::Success);
         }
         let deadline = Instant::now() + Duration::from_secs(args.timeout);
         let mut pending: Vec<_> = requests;
@@ -271,7 +133,11 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<i32> {
                 String::new()
             }
         );
-        Ok(if failed > 0 { 1 } else { 0 })
+        Ok(if failed > 0 {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        })
     })
 }
 
@@ -323,33 +189,5 @@ mod tests {
                    "conditions": [cond("Ready", "False", "ApplyFailed")]}),
             Progress::Failed("ApplyFailed: m".into()),
         );
-    }
-
-    #[test]
-    fn the_status_table_has_one_aligned_row_per_sync() {
-        let s = sync(json!({
-            "lastAppliedRevision": "main@sha1:abc",
-            "conditions": [cond("Ready", "True", "ReconciliationSucceeded")],
-            "objects": {"total": 8, "current": 8, "inProgress": 0, "failed": 0, "terminating": 0, "notFound": 0, "unknown": 0},
-            "lastRebuild": {"start": "a", "end": "2026-11-26T12:00:01Z", "durationMs": 553, "duration": "553ms", "result": "Succeeded"},
-        }));
-        let table = status_table(&[s, sync(json!({}))]);
-        let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 3, "{table}");
-        assert!(
-            lines[0].starts_with("GITSYNC    READY    REASON                   REVISION"),
-            "{table}"
-        );
-        assert!(
-            lines[1].contains(
-                "apps/shop  True     ReconciliationSucceeded  main@sha1:abc  8/8 current  -"
-            ),
-            "{table}"
-        );
-        assert!(
-            lines[1].contains("553ms (Succeeded, 2026-11-26T12:00:01Z)"),
-            "{table}"
-        );
-        assert!(lines[2].starts_with("apps/shop  Unknown  -    "), "{table}");
     }
 }
