@@ -132,8 +132,13 @@ pub fn run(cluster: &ClusterArgs, args: StatusArgs) -> anyhow::Result<Outcome> {
         let cluster = cluster.connect().await?;
         let syncs = args.selection.select(&cluster).await?;
         if syncs.is_empty() {
+            let hint = if args.selection.all_namespaces {
+                ""
+            } else {
+                " (-A looks in every namespace)"
+            };
             bail!(
-                "no GitSyncs {}: nothing to show (use -A for every namespace)",
+                "no GitSyncs {}: nothing to show{hint}",
                 describe(&args.selection, &cluster)
             );
         }
