@@ -1,7 +1,8 @@
 //! `status` (`-o json|yaml`, `--watch`, nothing selected), `sync --wait`, `suspend`, `resume`
 //! and `rebuild --wait -o json` with the real binary against the local cluster; the syncs are
 //! run by a real `headway controller` process (a `Guarded` child, so nothing is left behind).
-//! Output that is not a terminal has no control characters.
+//! Output that is not a terminal has no control characters; on a terminal (a pty from
+//! `script`) the same lines come out around the drawn progress.
 //!
 //! Needs `HEADWAY_CLUSTER_TESTS=1`; the controller test also `HEADWAY_GIT_TESTS=1`.
 
@@ -408,6 +409,24 @@ async fn sync_resume_and_rebuild_wait_with_a_controller_process() -> anyhow::Res
             .is_some_and(|l| l.starts_with("recovery time: ") && l.ends_with(" for 1 GitSync(s)")),
         "{out}"
     );
+
+    // On a terminal (a pty from `script`): bars are drawn, and the lines are the same.
+    let command = format!(
+        "{} rebuild -n {n} --wait --timeout 90",
+        env!("CARGO_BIN_EXE_headway")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .context("running script (util-linux)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("rebuilt: {n}/site Ready after ")),
+        "{text:?}"
+    );
+    assert!(text.contains("recovery time: "), "{text:?}");
 
     // A sync that fails: exit code 1 and the reason.
     let spec = json!({"interval": "1h", "path": "missing", "targetNamespace": n});
