@@ -415,13 +415,20 @@ async fn sync_resume_and_rebuild_wait_with_a_controller_process() -> anyhow::Res
         "{} rebuild -n {n} --wait --timeout 90",
         env!("CARGO_BIN_EXE_headway")
     );
-    let out = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .context("running script (util-linux)")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    // Guarded: the pty's command goes with the test, whatever happens.
+    let mut script = Guarded::spawn(
+        Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )
+    .context("running script (util-linux)")?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut script.child().stdout.take().unwrap(), &mut bytes)?;
+    let status = script.child().wait()?;
+    let text = String::from_utf8_lossy(&bytes);
+    assert_eq!(status.code(), Some(0), "{text}");
     assert!(
         text.contains(&format!("rebuilt: {n}/site Ready after ")),
         "{text:?}"
