@@ -54,23 +54,31 @@ enum Command {
     Fetch(fetch_cmd::FetchArgs),
     /// Show the selected GitSyncs: phase, reason or current stage, revision, objects, drift,
     /// last sync and last rebuild (exit 0: all Ready, 1: not, or none selected).
+    #[command(after_help = EXIT_CODES)]
     Status(status_cmd::StatusArgs),
     /// Ask the controller to sync one GitSync now; with --wait, follow the sync to its end
     /// (exit 0: Ready, 1: failed or timed out).
+    #[command(after_help = EXIT_CODES)]
     Sync(sync_cmd::SyncArgs),
     /// Stop syncing one GitSync (sets spec.suspend; field manager headway-suspend).
+    #[command(after_help = EXIT_CODES)]
     Suspend(sync_cmd::SuspendArgs),
     /// Sync one suspended GitSync again (clears spec.suspend) and request a sync now.
+    #[command(after_help = EXIT_CODES)]
     Resume(sync_cmd::ResumeArgs),
     /// Ask the controller to rebuild GitSyncs (fresh fetch, every object re-applied); with
     /// --wait, follow each one stage by stage and print the time to recover.
+    #[command(after_help = EXIT_CODES)]
     Rebuild(rebuild_cmd::RebuildArgs),
     /// Show what `apply` would change in the cluster (exit 0: none, 2: differences, 1: error).
+    #[command(after_help = EXIT_CODES)]
     Diff(diff_cmd::DiffArgs),
     /// Apply a directory or a git repository to the cluster once, without a controller.
+    #[command(after_help = EXIT_CODES)]
     Apply(apply_cmd::ApplyArgs),
     /// Print the kstatus of every object in a file of live objects (exit 0: all Current,
     /// 2: not).
+    #[command(after_help = EXIT_CODES)]
     Health(health_cmd::HealthArgs),
     /// Run the GitSync controller (leader election, watch, sync) until SIGTERM; JSON logs.
     Controller(controller_cmd::ControllerArgs),
