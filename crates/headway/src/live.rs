@@ -63,10 +63,12 @@ impl Live {
             return;
         }
         match &self.multi {
-            Some(multi) => {
+            // Above the bars while some are drawn; otherwise a plain line (indicatif pads its
+            // lines to the terminal's width instead of ending them).
+            Some(multi) if !self.bars.is_empty() => {
                 let _ = multi.println(line);
             }
-            None => println!("{line}"),
+            _ => println!("{line}"),
         }
     }
 

@@ -94,15 +94,7 @@ pub fn run(cluster: &ClusterArgs, args: RebuildArgs) -> anyhow::Result<Outcome> 
         } else {
             requests
                 .iter()
-                .map(|r| RequestResult {
-                    namespace: r.key.namespace.clone(),
-                    name: r.key.name.clone(),
-                    request: r.value.clone(),
-                    state: RequestState::Pending,
-                    timed_out: false,
-                    seconds: None,
-                    summary: None,
-                })
+                .map(|r| RequestResult::new(r, RequestState::Pending))
                 .collect()
         };
         let failed = results.iter().filter(|r| !r.ok()).count();

@@ -42,7 +42,8 @@ pub struct RequestResult {
 }
 
 impl RequestResult {
-    fn new(request: &Request, state: RequestState) -> Self {
+    /// `request` in `state`, not timed out, no time or summary yet.
+    pub fn new(request: &Request, state: RequestState) -> Self {
         RequestResult {
             namespace: request.key.namespace.clone(),
             name: request.key.name.clone(),

@@ -148,15 +148,10 @@ async fn request_sync(cluster: &Cluster, key: SyncKey, args: &WaitArgs) -> anyho
         )
         .await?
     } else {
-        vec![RequestResult {
-            namespace: request.key.namespace.clone(),
-            name: request.key.name.clone(),
-            request: request.value.clone(),
-            state: headway_controller::RequestState::Pending,
-            timed_out: false,
-            seconds: None,
-            summary: None,
-        }]
+        vec![RequestResult::new(
+            &request,
+            headway_controller::RequestState::Pending,
+        )]
     };
     let ok = !args.wait || results.iter().all(RequestResult::ok);
     if args.output == Format::Json {
