@@ -95,7 +95,8 @@ fn lines_of(child: &mut Guarded) -> mpsc::Receiver<String> {
     rx
 }
 
-/// Waits for a line of `status --watch -o json` whose summary of `name` has `phase`.
+/// Waits for a line of `status --watch -o json` whose summary of `name` has `phase` (with a
+/// leading `!`: any other phase).
 fn wait_line(lines: &mpsc::Receiver<String>, name: &str, phase: &str) -> anyhow::Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = Vec::new();
@@ -105,7 +106,15 @@ fn wait_line(lines: &mpsc::Receiver<String>, name: &str, phase: &str) -> anyhow:
         };
         assert!(!line.chars().any(char::is_control), "{line:?}");
         let list: Value = serde_json::from_str(&line).with_context(|| line.clone())?;
-        if summary(&list, name)["phase"] == phase {
+        let seen_phase = summary(&list, name)["phase"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let wanted = match phase.strip_prefix('!') {
+            Some(not) => seen_phase != not,
+            None => seen_phase == phase,
+        };
+        if wanted {
             return Ok(list);
         }
         seen.push(line);
@@ -122,7 +131,7 @@ async fn status_json_watch_suspend_and_resume() -> anyhow::Result<()> {
     let ns = cluster.namespace("cli-view-status").await?;
     let _janitor = Janitor::new(&cluster, &ns);
     let n = ns.name.as_str();
-    // No controller: alpha is suspended, beta never synced.
+    // No controller runs for this namespace: alpha is suspended, beta is never synced.
     let none = "git://127.0.0.1:1/none.git";
     create_gitsync(&ns, "alpha", none, json!({"suspend": true, "path": "apps"})).await?;
     let tagged = json!({"repository": {"url": none, "ref": {"tag": "v1"}}});
@@ -156,7 +165,10 @@ async fn status_json_watch_suspend_and_resume() -> anyhow::Result<()> {
     assert_eq!(alpha["lastRebuild"], Value::Null);
     let beta = summary(&list, "beta");
     assert_eq!(beta["reference"], "tag v1");
-    assert_eq!(beta["phase"], "Unknown");
+    assert_eq!(beta["suspended"], false);
+    // Never synced (no controller watches this namespace; were one to, not Ready either).
+    assert_ne!(beta["phase"], "Ready");
+    assert_ne!(beta["phase"], "Suspended");
 
     let (code, out, _) = run(&["status", "-n", n, "-o", "yaml", "alpha"]);
     assert_eq!(code, 1);
@@ -219,7 +231,7 @@ async fn status_json_watch_suspend_and_resume() -> anyhow::Result<()> {
         managers.iter().any(|m| m == "headway-suspend"),
         "{managers:?}"
     );
-    wait_line(&lines, "alpha", "Unknown")?;
+    wait_line(&lines, "alpha", "!Suspended")?;
 
     // suspend, given as namespace/name.
     let target = format!("{n}/alpha");
