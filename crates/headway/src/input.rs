@@ -1,7 +1,8 @@
 //! Where a command's manifests come from and how they are rendered, shared by `render`, `fetch`,
 //! `diff` and `apply`: a local directory, or a directory of a git repository fetched (depth 1)
 //! into the local cache (its warnings printed on stderr); the render options (`--type`, Helm,
-//! timeout, output format); and the rendered set that `diff` and `apply` work on.
+//! timeout: [`SourceArgs`]); `render`'s output format ([`RenderArgs`]); and the rendered set
+//! that `diff` and `apply` work on.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -138,19 +139,36 @@ impl InputArgs {
     }
 }
 
-/// Arguments of `headway render`, and the source and render options of `diff` and `apply`.
+/// Arguments of `headway render`: the source and render options, and the output format. It
+/// dereferences to its [`SourceArgs`].
 #[derive(Debug, Args)]
 pub struct RenderArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output format: a YAML stream (`---` between documents) or one JSON `v1 List`
+    /// (both can be piped to `kubectl apply -f -`).
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+}
+
+impl std::ops::Deref for RenderArgs {
+    type Target = SourceArgs;
+
+    fn deref(&self) -> &SourceArgs {
+        &self.source
+    }
+}
+
+/// The source and render options of `render`, `diff` and `apply` (`diff` and `apply` have an
+/// `-o` of their own: what they print, not the manifests).
+#[derive(Debug, Args)]
+pub struct SourceArgs {
     /// The directory to render, or the repository to fetch it from.
     #[command(flatten)]
     pub input: InputArgs,
     /// How to render it; `auto` detects a kustomization, then a Chart.yaml, else plain YAML.
     #[arg(long = "type", value_enum, default_value_t = RenderType::Auto)]
     pub render_type: RenderType,
-    /// Output format: a YAML stream (`---` between documents) or one JSON `v1 List`
-    /// (both can be piped to `kubectl apply -f -`).
-    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Yaml)]
-    pub output: OutputFormat,
     /// Helm release name; default: the chart directory's name.
     #[arg(long)]
     pub helm_release: Option<String>,
@@ -177,7 +195,7 @@ pub enum OutputFormat {
     Json,
 }
 
-impl RenderArgs {
+impl SourceArgs {
     /// The library options these arguments ask for.
     pub fn options(&self, dir: &Path) -> anyhow::Result<RenderOptions> {
         // Values files named on the command line are the user's own: make them absolute.
@@ -220,7 +238,7 @@ pub struct Rendered {
 
 /// Renders the source for `diff` and `apply`. Render errors are returned (all of them, as
 /// `headway_render::RenderErrors`), so nothing is applied or pruned after a failed render.
-pub fn render_source(args: &RenderArgs) -> anyhow::Result<Rendered> {
+pub fn render_source(args: &SourceArgs) -> anyhow::Result<Rendered> {
     let input = args.input.resolve()?;
     let options = args.options(&input.dir)?;
     let manifests = headway_render::render(&input.dir, &options)?;
