@@ -8,6 +8,7 @@
 
 pub mod charts;
 pub mod git;
+pub mod process;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -3,6 +3,9 @@
 //!
 //! The CRD manifest in `charts/headway/crds/gitsync.yaml` is generated from these types by
 //! `cargo xtask codegen` ([`crd_yaml`]); a test fails when the committed file is stale.
+//!
+//! long because the GitSync API is one object (spec, Helm and chart sources, status, and the
+//! checks only the controller makes), read beside the CRD generated from it, with its tests.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -9,20 +9,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use headway_model::prune::SyncOwner;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use headway_model::SyncOwner;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
 use crate::conditions::Reason;
-use crate::context::key_of;
 pub use crate::context::{Ctx, NoChangeSeries};
+use crate::context::{Key, key_of};
 use crate::crd::{DeletionPolicy, EffectiveSpec, FINALIZER, GitSync, GitSyncStatus};
 pub use crate::events::{EventType, REASON_NO_CHANGE};
 use crate::events::{emit, publish};
@@ -55,6 +54,9 @@ pub enum ReconcileError {
     /// Deleting the objects of a deleted GitSync failed.
     #[error("pruning the objects of deleted GitSync {0}: {1}")]
     Cleanup(String, String),
+    /// Forgetting the inventory of a deleted GitSync that orphans its objects failed.
+    #[error("forgetting the inventory of deleted GitSync {0}: {1}")]
+    Orphan(String, String),
     /// The finalizer could not be added or removed.
     #[error("finalizer of GitSync {0}: {1}")]
     Finalizer(String, String),
@@ -213,11 +215,10 @@ async fn sync(
     );
     tracker.run_started();
     let outcome = crate::steps::pipeline(ctx, &obj, spec, trigger, rebuild, &mut tracker).await;
-    // No progress write may land after the final one.
-    writer.stop().await;
     let end = SystemTime::now();
     let elapsed = clock.elapsed();
-    tracker.run_finished(&outcome, elapsed);
+    // No progress write may land after the final one.
+    writer.stop().await;
 
     let run = Run {
         rebuild,
@@ -229,7 +230,9 @@ async fn sync(
     let next = status::finished(obj.status.as_ref(), &started, &run, &outcome);
     let action = match &outcome.result {
         RunResult::StillStalled => {
-            write_status(&ctx.client, &obj, &next.status).await?;
+            let written = write_status(&ctx.client, &obj, &next.status).await;
+            tracker.run_finished(&outcome, elapsed);
+            written?;
             ctx.update_memory(&key, |m| m.succeeded(end));
             return Ok(Action::requeue(spec.interval));
         }
@@ -252,7 +255,10 @@ async fn sync(
     // The Events go out before the status write, as they always did: a client that sees the
     // final status finds the Event already there.
     emit(ctx, &obj, &next.emit).await;
-    write_status(&ctx.client, &obj, &next.status).await?;
+    let written = write_status(&ctx.client, &obj, &next.status).await;
+    // After the write: a listener that reads the GitSync on RunFinished sees the result.
+    tracker.run_finished(&outcome, elapsed);
+    written?;
     Ok(action)
 }
 
@@ -272,11 +278,7 @@ impl ProgressWriter {
         mut messages: watch::Receiver<String>,
     ) -> Self {
         let (stop, mut stopped) = oneshot::channel::<()>();
-        let obj = GitSync {
-            metadata: obj.meta().clone(),
-            spec: obj.spec.clone(),
-            status: None,
-        };
+        let key = key_of(obj);
         let generation = obj.metadata.generation;
         let task = tokio::spawn(async move {
             let mut last = String::new();
@@ -294,7 +296,7 @@ impl ProgressWriter {
                     continue;
                 }
                 let status = status::in_progress(&started, &message, generation, SystemTime::now());
-                if let Err(e) = write_status(&client, &obj, &status).await {
+                if let Err(e) = write_status_of(&client, &key, &status).await {
                     warn!(error = %e, "writing the progress of a sync");
                 }
                 last = message;
@@ -349,19 +351,10 @@ async fn cleanup(obj: Arc<GitSync>, ctx: &Ctx) -> Result<Action, ReconcileError>
         }
         DeletionPolicy::Orphan => {
             // Forget the inventory, so that a new GitSync of the same name starts afresh.
-            let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-            let selector = format!("{}={name}", headway_apply::store::LABEL_INVENTORY_OF);
-            api.delete_collection(
-                &DeleteParams::background(),
-                &ListParams::default().labels(&selector),
-            )
-            .await
-            .map_err(|e| ReconcileError::Kube {
-                what: "deleting the inventory",
-                namespace: ns.clone(),
-                name: name.clone(),
-                source: e,
-            })?;
+            ctx.engine
+                .forget_inventory(&owner)
+                .await
+                .map_err(|e| ReconcileError::Orphan(format!("{ns}/{name}"), e.to_string()))?;
             publish(
                 ctx,
                 &obj,
@@ -382,7 +375,15 @@ async fn write_status(
     obj: &GitSync,
     status: &GitSyncStatus,
 ) -> Result<(), ReconcileError> {
-    let (ns, name) = key_of(obj);
+    write_status_of(client, &key_of(obj), status).await
+}
+
+async fn write_status_of(
+    client: &kube::Client,
+    (ns, name): &Key,
+    status: &GitSyncStatus,
+) -> Result<(), ReconcileError> {
+    let (ns, name) = (ns.clone(), name.clone());
     let api: Api<GitSync> = Api::namespaced(client.clone(), &ns);
     let body = json!({
         "apiVersion": format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION),

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use headway_apply::{
-    ApplyError, DriftReport, DriftState, PrepareError, SyncReport, SyncRequest, SyncStep,
+    ApplyError, DriftReport, DriftState, RetryHint, SyncReport, SyncRequest, SyncStep,
 };
 use headway_model::ObjectRef;
 use headway_model::health::{Health, HealthStatus};
-use headway_model::prune::{RenderedSet, SyncOwner};
+use headway_model::{RenderedSet, SyncOwner};
 use headway_render::chart::{ChartCache, ChartRef, FetchChartOptions, ResolvedChart};
 use headway_render::{Capabilities, HelmOptions, RenderOptions, RenderType};
 use headway_source::{Cache, FetchOptions, GitRef, Revision, Source};
@@ -435,14 +435,14 @@ fn wait_step(report: &SyncReport) -> Result<(), Failure> {
 }
 
 fn apply_error(e: &ApplyError) -> Failure {
-    match e {
+    match e.retry_hint() {
         // A CRD installed by another GitSync may arrive later: retry at the next interval.
-        ApplyError::Prepare(PrepareError::UnknownKinds(_)) => Failure {
+        RetryHint::Later => Failure {
             reason: Reason::ApplyFailed,
             message: e.to_string(),
             retry: Retry::NextInterval,
         },
-        other => Failure::new(Reason::ApplyFailed, other.to_string(), other.is_transient()),
+        hint => Failure::new(Reason::ApplyFailed, e.to_string(), hint == RetryHint::Soon),
     }
 }
 

@@ -1,210 +1,15 @@
 //! `headway render PATH|--repo URL`: renders a directory (plain YAML, Kustomize or Helm) and
 //! prints the manifests in apply order, or every error found, with exit code 1.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use anyhow::Context as _;
-use clap::{Args, ValueEnum};
 use headway_model::Manifest;
-use headway_render::{Capabilities, HelmOptions, RenderOptions, RenderType, output};
+use headway_render::output;
 
-use crate::input::InputArgs;
+use crate::cluster::ClusterArgs;
+use crate::input::{OutputFormat, RenderArgs};
 
-/// Arguments of `headway render`.
-#[derive(Debug, Args)]
-pub struct RenderArgs {
-    /// The directory to render, or the repository to fetch it from.
-    #[command(flatten)]
-    pub input: InputArgs,
-    /// How to render it; `auto` detects a kustomization, then a Chart.yaml, else plain YAML.
-    #[arg(long = "type", value_enum, default_value_t = RenderType::Auto)]
-    pub render_type: RenderType,
-    /// Output format: a YAML stream (`---` between documents) or one JSON `v1 List`
-    /// (both can be piped to `kubectl apply -f -`).
-    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Yaml)]
-    pub output: OutputFormat,
-    /// Helm release name; default: the chart directory's name.
-    #[arg(long)]
-    pub helm_release: Option<String>,
-    /// Helm release namespace.
-    #[arg(long, default_value = "default")]
-    pub helm_namespace: String,
-    /// Helm values files, in order (relative to the current directory).
-    #[arg(long, num_args = 1..)]
-    pub helm_values: Vec<PathBuf>,
-    /// Do not pass `--include-crds` to helm.
-    #[arg(long)]
-    pub helm_skip_crds: bool,
-    /// Kubernetes version Helm charts see (`.Capabilities.KubeVersion`); default: the
-    /// cluster's with `--cluster`, else the newest minor the bundled tools support
-    /// (headway_render::DEFAULT_KUBE_VERSION).
-    #[arg(long, conflicts_with = "cluster")]
-    pub kube_version: Option<String>,
-    /// API versions Helm charts see as served (`.Capabilities.APIVersions`), `group/version` or
-    /// `group/version/Kind`, comma-separated or repeated; added to Helm's built-in list.
-    #[arg(long, value_delimiter = ',', num_args = 1.., conflicts_with = "cluster")]
-    pub api_versions: Vec<String>,
-    /// Read the Kubernetes version and API versions from the cluster of the current kubeconfig,
-    /// as the controller does.
-    #[arg(long)]
-    pub cluster: bool,
-    /// A Helm chart repository (`https://...` serving index.yaml, or `oci://host/path`) to fetch
-    /// `--chart` from; the directory then only holds values (its values.yaml, or --helm-values).
-    #[arg(long, requires_all = ["chart", "chart_version"])]
-    pub helm_repo: Option<String>,
-    /// The chart's name in --helm-repo.
-    #[arg(long, requires = "helm_repo")]
-    pub chart: Option<String>,
-    /// The chart version: exact (`4.11.3`) or a range (`>=4.11.0 <5.0.0`, `^4.11`).
-    #[arg(long = "version", requires = "helm_repo")]
-    pub chart_version: Option<String>,
-    /// User name for --helm-repo (the password is read from HEADWAY_HELM_PASSWORD).
-    #[arg(long, requires = "helm_repo")]
-    pub helm_username: Option<String>,
-    /// Talk plain HTTP to an `oci://` --helm-repo (a local registry).
-    #[arg(long, requires = "helm_repo")]
-    pub helm_plain_http: bool,
-    /// Seconds kustomize or helm may run before they are killed.
-    #[arg(long, default_value_t = 60)]
-    pub timeout: u64,
-}
-
-/// `--output`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// A YAML stream.
-    Yaml,
-    /// A JSON `v1 List`.
-    Json,
-}
-
-impl RenderArgs {
-    /// The library options these arguments ask for.
-    pub fn options(&self, dir: &Path) -> anyhow::Result<RenderOptions> {
-        // Values files named on the command line are the user's own: make them absolute.
-        let values_files = self
-            .helm_values
-            .iter()
-            .map(|v| {
-                std::fs::canonicalize(v).with_context(|| format!("--helm-values {}", v.display()))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let chart = self.remote_chart()?;
-        let default_release = match &chart {
-            Some(c) => c.name.clone(),
-            None => chart_name(dir),
-        };
-        let mut options = RenderOptions {
-            render_type: self.render_type,
-            helm: HelmOptions::builder(default_release, "default")
-                .release_name(self.helm_release.clone())
-                .namespace(Some(self.helm_namespace.clone()))
-                .values_files(values_files)
-                .include_crds(Some(!self.helm_skip_crds))
-                .capabilities(self.capabilities()?)
-                .chart(chart.map(|c| c.archive))
-                .build(),
-            ..RenderOptions::default()
-        };
-        options.tools.timeout = Duration::from_secs(self.timeout);
-        Ok(options)
-    }
-}
-
-impl RenderArgs {
-    /// The chart of `--helm-repo`/`--chart`/`--version`, fetched into the chart cache
-    /// (`$HEADWAY_CHART_CACHE`, else ~/.cache/headway/charts) and verified; printed on stderr.
-    pub fn remote_chart(&self) -> anyhow::Result<Option<headway_render::chart::ResolvedChart>> {
-        use headway_render::chart::{ChartCache, ChartRef, Credentials, FetchChartOptions};
-        let (Some(repository), Some(name), Some(version)) =
-            (&self.helm_repo, &self.chart, &self.chart_version)
-        else {
-            return Ok(None);
-        };
-        let credentials = match &self.helm_username {
-            Some(username) => Some(Credentials {
-                username: username.clone(),
-                password: std::env::var("HEADWAY_HELM_PASSWORD")
-                    .context("--helm-username needs the password in HEADWAY_HELM_PASSWORD")?,
-            }),
-            None => None,
-        };
-        let dir = std::env::var_os("HEADWAY_CHART_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                std::env::var_os("HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(std::env::temp_dir)
-                    .join(".cache/headway/charts")
-            });
-        let cache = ChartCache::new(dir)?;
-        let reference = ChartRef {
-            repository: repository.clone(),
-            name: name.clone(),
-            version: version.clone(),
-        };
-        let options = FetchChartOptions {
-            credentials,
-            plain_http: self.helm_plain_http,
-            timeout: Duration::from_secs(self.timeout),
-            ..FetchChartOptions::default()
-        };
-        let resolved = crate::apply_cmd::runtime()?
-            .block_on(cache.fetch(&reference, &options))
-            .with_context(|| format!("fetching chart {name} {version} from {repository}"))?;
-        eprintln!(
-            "headway: chart {} {} ({}) from {repository}",
-            resolved.name, resolved.version, resolved.digest
-        );
-        Ok(Some(resolved))
-    }
-
-    /// The capabilities Helm charts see: `--kube-version`/`--api-versions`, or read from the
-    /// cluster with `--cluster`; `None` for the default.
-    pub fn capabilities(&self) -> anyhow::Result<Option<Capabilities>> {
-        if self.cluster {
-            let caps = crate::apply_cmd::runtime()?.block_on(async {
-                let engine = crate::apply_cmd::engine().await?;
-                anyhow::Ok(
-                    engine
-                        .capabilities()
-                        .await
-                        .context("reading the cluster's version")?,
-                )
-            })?;
-            return Ok(Some(Capabilities {
-                kube_version: caps.kube_version,
-                api_versions: caps.api_versions,
-            }));
-        }
-        if self.kube_version.is_none() && self.api_versions.is_empty() {
-            return Ok(None);
-        }
-        let caps = Capabilities {
-            kube_version: self
-                .kube_version
-                .clone()
-                .unwrap_or_else(|| headway_render::DEFAULT_KUBE_VERSION.into()),
-            api_versions: self.api_versions.clone(),
-        };
-        caps.validate()
-            .map_err(|e| anyhow::anyhow!("--kube-version/--api-versions: {e}"))?;
-        Ok(Some(caps))
-    }
-}
-
-/// The directory's name, as a release name (`release` when it has none, e.g. `/`).
-fn chart_name(path: &Path) -> String {
-    std::fs::canonicalize(path)
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "release".into())
-}
-
-/// Renders and formats; the manifests are sorted in apply order.
-pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
+/// Renders and formats; the manifests are sorted in apply order. `cluster` is only talked to
+/// with `--cluster`.
+pub fn render_to_string(cluster: &ClusterArgs, args: &RenderArgs) -> anyhow::Result<String> {
     let input = args.input.resolve()?;
     if let Some(revision) = &input.revision {
         eprintln!(
@@ -213,7 +18,7 @@ pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
             revision.sha
         );
     }
-    let options = args.options(&input.dir)?;
+    let options = args.options(&input.dir, cluster)?;
     let mut manifests: Vec<Manifest> = headway_render::render(&input.dir, &options)?;
     headway_model::order::sort_for_apply(&mut manifests);
     Ok(match args.output {
@@ -226,20 +31,11 @@ pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
     })
 }
 
-/// Runs `headway render`: prints the manifests on stdout. When rendering fails, prints every
-/// problem on stderr and exits with code 1; other failures (bad flags) are returned.
-pub fn run(args: RenderArgs) -> anyhow::Result<()> {
+/// Runs `headway render`: prints the manifests on stdout. When rendering fails, every problem
+/// is in the returned error.
+pub fn run(cluster: &ClusterArgs, args: RenderArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let text = match render_to_string(&args) {
-        Ok(text) => text,
-        Err(e) => match e.downcast_ref::<headway_render::RenderErrors>() {
-            Some(errors) => {
-                eprintln!("error: {errors}");
-                std::process::exit(1);
-            }
-            None => return Err(e),
-        },
-    };
+    let text = render_to_string(cluster, &args)?;
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -255,6 +51,7 @@ pub fn run(args: RenderArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::path::Path;
 
     #[derive(Parser)]
     struct Cli {
@@ -287,7 +84,7 @@ mod tests {
             "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: demo}\ndata: {flag: \"on\"}\n",
         );
         let p = dir.path().to_str().unwrap();
-        let yaml = render_to_string(&args(&[p])).unwrap();
+        let yaml = render_to_string(&ClusterArgs::default(), &args(&[p])).unwrap();
         let kinds: Vec<&str> = yaml
             .lines()
             .filter_map(|l| l.strip_prefix("kind: "))
@@ -300,7 +97,7 @@ mod tests {
         assert!(yaml.contains("flag: \"on\""), "{yaml}");
         assert!(yaml.contains("paused: true"), "{yaml}");
 
-        let json = render_to_string(&args(&[p, "-o", "json"])).unwrap();
+        let json = render_to_string(&ClusterArgs::default(), &args(&[p, "-o", "json"])).unwrap();
         let list: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(list["kind"], "List");
         assert_eq!(list["items"][2]["spec"]["paused"], true);
@@ -310,7 +107,11 @@ mod tests {
     fn every_error_is_returned() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.yaml", "kind: X\n---\nb: [\n");
-        let err = render_to_string(&args(&[dir.path().to_str().unwrap()])).unwrap_err();
+        let err = render_to_string(
+            &ClusterArgs::default(),
+            &args(&[dir.path().to_str().unwrap()]),
+        )
+        .unwrap_err();
         let text = format!("{err:#}");
         assert!(
             text.starts_with("rendering failed with 2 errors:"),
@@ -318,71 +119,5 @@ mod tests {
         );
         assert!(text.contains("a.yaml (document 0, line 1)"), "{text}");
         assert!(text.contains("a.yaml (document 1, line 3)"), "{text}");
-    }
-
-    #[test]
-    fn options_follow_the_flags() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "mychart/values-prod.yaml", "a: 1\n");
-        let chart = dir.path().join("mychart");
-        let values = chart.join("values-prod.yaml");
-        let a = args(&[
-            chart.to_str().unwrap(),
-            "--type",
-            "helm",
-            "--helm-namespace",
-            "apps",
-            "--helm-values",
-            values.to_str().unwrap(),
-            "--timeout",
-            "5",
-        ]);
-        let o = a.options(&chart).unwrap();
-        assert_eq!(o.render_type, RenderType::Helm);
-        assert_eq!(o.helm.release_name, "mychart");
-        assert_eq!(o.helm.namespace, "apps");
-        assert_eq!(
-            o.helm.values_files,
-            [std::fs::canonicalize(&values).unwrap()]
-        );
-        assert!(o.helm.include_crds);
-        assert_eq!(o.tools.timeout, Duration::from_secs(5));
-        assert_eq!(o.helm.capabilities, Capabilities::default());
-        let a = args(&[
-            chart.to_str().unwrap(),
-            "--kube-version",
-            "v1.31.2",
-            "--api-versions",
-            "policy/v1,policy/v1/PodDisruptionBudget",
-            "--api-versions",
-            "example.com/v1",
-        ]);
-        let o = a.options(&chart).unwrap();
-        assert_eq!(o.helm.capabilities.kube_version, "v1.31.2");
-        assert_eq!(
-            o.helm.capabilities.api_versions,
-            [
-                "policy/v1",
-                "policy/v1/PodDisruptionBudget",
-                "example.com/v1"
-            ]
-        );
-        let err = args(&[chart.to_str().unwrap(), "--kube-version", "latest"])
-            .options(&chart)
-            .unwrap_err();
-        assert!(
-            format!("{err:#}").contains("`latest` is not a Kubernetes version"),
-            "{err:#}"
-        );
-        assert!(
-            Cli::try_parse_from(["render", "x", "--cluster", "--kube-version", "v1.30.0"]).is_err()
-        );
-        let a = args(&[
-            chart.to_str().unwrap(),
-            "--helm-values",
-            "/nonexistent.yaml",
-        ]);
-        assert!(a.options(&chart).is_err());
-        assert!(Cli::try_parse_from(["render", "x", "--type", "jsonnet"]).is_err());
     }
 }

@@ -4,6 +4,9 @@
 //! Order of the checks: generic ones first (`deletionTimestamp`, `observedGeneration` lag,
 //! `Reconciling`/`Stalled` conditions), then the rule of the object's group and kind. Kinds
 //! without a rule are Current, unless they carry a `Ready` condition (custom resources).
+//!
+//! long because the kstatus rules of every built-in kind are one table read top to bottom, and
+//! its tests (half the file) are one table per kind beside it.
 
 use std::fmt;
 
