@@ -7,6 +7,7 @@ mod cluster;
 mod codegen;
 mod demo;
 mod gitserve;
+mod image;
 mod leftovers;
 mod paths;
 mod test;
@@ -39,6 +40,9 @@ enum Task {
         #[command(subcommand)]
         what: bench::BenchTask,
     },
+    /// Build the container image with no container runtime (static musl `headway`, `helm`,
+    /// `kustomize`; assembled and pushed by `crane` to a registry on 127.0.0.1).
+    Image(image::Options),
     /// Write the files generated from Rust types (the GitSync CRD); `--check` fails when stale.
     Codegen(codegen::Options),
     /// Run every check CI runs: fmt, clippy, and the whole test suite against the local cluster.
@@ -76,6 +80,7 @@ fn main() {
         Task::Test(opts) => test::run(&opts),
         Task::Demo(opts) => demo::run(&opts),
         Task::Bench { what } => bench::run(&paths::Paths::new(None), what),
+        Task::Image(opts) => image::run(&paths::Paths::new(None), &opts),
         Task::Codegen(opts) => codegen::run(&paths::Paths::new(None).root, &opts),
     };
     if let Err(e) = result {

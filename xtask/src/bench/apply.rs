@@ -1,5 +1,6 @@
 //! `cargo xtask bench apply`: Headway's apply engine against (a) the floor, the same objects
-//! sent as concurrent server-side applies by a minimal client with no ordering or checks, and
+//! sent as concurrent server-side applies by a minimal client with no checks, Deployments
+//! watched until Current ([`super::floor`] says why it is the fastest found), and
 //! (b) `kubectl apply --server-side -f` followed by `kubectl wait`, in the same run, each from an
 //! empty cluster to every object applied and Current. Then a no-op re-apply of unchanged objects
 //! with the API requests counted.
@@ -22,16 +23,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use futures::{StreamExt as _, stream};
 use headway_apply::{Engine, EngineOptions, SyncRequest, counting_client};
-use headway_model::health::{HealthStatus, health};
 use headway_model::{Manifest, SourceLocation};
 use headway_model::{RenderedSet, SyncOwner};
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
+use super::floor::resource;
 use crate::paths::Paths;
 
 /// What to measure.
@@ -362,89 +360,28 @@ fn rendered_set(objects: &[Value]) -> anyhow::Result<RenderedSet> {
     Ok(RenderedSet::from_complete_render("bench", manifests)?)
 }
 
-fn resource(api_version: &str, kind: &str) -> ApiResource {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let plural = format!("{}s", kind.to_ascii_lowercase());
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &plural)
-}
-
-/// The floor: namespaces first (objects cannot be created in a missing one), then every object
-/// at once, `concurrency` in flight, then polling the Deployments until all are Current.
+/// The floor (see [`super::floor`]): namespaces first, then every object at once (Deployments
+/// first), `concurrency` in flight, Deployments watched until all are Current.
 async fn floor_apply(
     client: &kube::Client,
     objects: &[Value],
     concurrency: usize,
 ) -> anyhow::Result<Measured> {
-    let started = Instant::now();
-    let params = PatchParams::apply("floor").force();
-    let (namespaces, rest): (Vec<&Value>, Vec<&Value>) =
-        objects.iter().partition(|o| o["kind"] == "Namespace");
-    for batch in [namespaces, rest] {
-        let errors: Vec<String> = stream::iter(batch)
-            .map(|o| {
-                let params = &params;
-                async move {
-                    let ar = resource(
-                        o["apiVersion"].as_str().unwrap_or_default(),
-                        o["kind"].as_str().unwrap_or_default(),
-                    );
-                    let name = o["metadata"]["name"].as_str().unwrap_or_default();
-                    let api: Api<DynamicObject> = match o["metadata"]["namespace"].as_str() {
-                        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-                        None => Api::all_with(client.clone(), &ar),
-                    };
-                    api.patch(name, params, &Patch::Apply(o))
-                        .await
-                        .err()
-                        .map(|e| format!("{name}: {e}"))
-                }
-            })
-            .buffer_unordered(concurrency)
-            .filter_map(|e| async move { e })
-            .collect()
-            .await;
-        ensure!(
-            errors.is_empty(),
-            "floor apply failed for {} objects, e.g. {:?}",
-            errors.len(),
-            &errors[..errors.len().min(3)]
-        );
-    }
-    let apply = started.elapsed();
     let prefix = objects[0]["metadata"]["labels"][LABEL]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let expected = objects.iter().filter(|o| o["kind"] == "Deployment").count();
-    let deployments: Api<DynamicObject> =
-        Api::all_with(client.clone(), &resource("apps/v1", "Deployment"));
-    let lp = ListParams::default().labels(&format!("{LABEL}={prefix}"));
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let list = deployments.list(&lp).await?;
-        let current = list
-            .items
-            .iter()
-            .filter(|d| {
-                // List items carry no apiVersion and kind; the health rules dispatch on them.
-                let mut v = serde_json::to_value(d).unwrap_or_default();
-                v["apiVersion"] = json!("apps/v1");
-                v["kind"] = json!("Deployment");
-                health(&v).status == HealthStatus::Current
-            })
-            .count();
-        if current == expected {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "floor: only {current} of {expected} Deployments Current after {TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let floor = super::floor::recreate(
+        client,
+        objects,
+        concurrency,
+        &format!("{LABEL}={prefix}"),
+        TIMEOUT,
+    )
+    .await?;
     Ok(Measured {
-        apply,
-        total: started.elapsed(),
+        apply: floor.applied,
+        total: floor.total,
         requests: None,
     })
 }
@@ -500,7 +437,7 @@ async fn kubectl_apply(
 }
 
 /// Deletes a contender's namespaces and waits until they are gone.
-async fn delete_namespaces(
+pub(crate) async fn delete_namespaces(
     client: &kube::Client,
     prefix: &str,
     namespaces: usize,
@@ -548,7 +485,7 @@ async fn delete_namespaces(
 }
 
 /// A kwok node with room for every bench pod (the cluster's own node takes 110).
-async fn register_node(client: &kube::Client) -> anyhow::Result<()> {
+pub(crate) async fn register_node(client: &kube::Client) -> anyhow::Result<()> {
     let nodes: Api<DynamicObject> = Api::all_with(client.clone(), &resource("v1", "Node"));
     let node = json!({
         "apiVersion": "v1", "kind": "Node",

@@ -4,6 +4,8 @@
 mod apply;
 mod controller;
 mod fetch;
+mod floor;
+mod mttr;
 mod render;
 
 use clap::Subcommand;
@@ -24,6 +26,10 @@ pub enum BenchTask {
     /// Steady-state memory of `headway controller` managing 5,000 objects in 10 GitSyncs
     /// (target: at most 100 MiB). Uses the cluster of KUBECONFIG (not the shared one).
     Controller(controller::Params),
+    /// The disaster-recovery drill: 1,000 objects synced, namespaces and the CRD deleted,
+    /// `headway rebuild --wait` timed until everything is Current, against the floor (the same
+    /// objects re-created by a minimal concurrent SSA client). Uses the cluster of KUBECONFIG.
+    Mttr(mttr::Params),
 }
 
 /// Runs one benchmark.
@@ -33,6 +39,7 @@ pub fn run(paths: &Paths, task: BenchTask) -> anyhow::Result<()> {
         BenchTask::Fetch(params) => fetch::run(paths, params),
         BenchTask::Apply(params) => apply::run(paths, params),
         BenchTask::Controller(params) => controller::run(paths, params),
+        BenchTask::Mttr(params) => mttr::run(paths, params),
     }
 }
 
