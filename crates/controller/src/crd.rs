@@ -72,6 +72,7 @@ fn path_pattern() -> String {
     printcolumn(name = "Status", type_ = "string", priority = 1, json_path = ".status.conditions[?(@.type==\"Ready\")].message")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = kubernetes_integer_formats)]
 pub struct GitSyncSpec {
     /// The git repository and the revision to follow.
     pub repository: Repository,
@@ -312,6 +313,7 @@ impl DeletionPolicy {
 /// What the controller observed and did.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = kubernetes_integer_formats)]
 pub struct GitSyncStatus {
     /// The generation of the spec the last sync acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -459,6 +461,34 @@ pub struct StageTiming {
     pub name: String,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
+}
+
+/// Rewrites the integer formats schemars derives from Rust types (`uint8`, `uint32`, `uint64`,
+/// ...) into the two Kubernetes knows, `int32` and `int64` (the API server warns
+/// `unrecognized format "uint32"` on every other): `int64` for 32- and 64-bit unsigned
+/// integers (a `u32` does not fit an `int32`), `int32` for the smaller ones. The lower bound of
+/// an unsigned type stays as `minimum: 0`.
+fn kubernetes_integer_formats(schema: &mut schemars::Schema) {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let replacement = match map.get("format").and_then(|f| f.as_str()) {
+                    Some("uint32" | "uint64" | "uint" | "int") => Some("int64"),
+                    Some("uint8" | "uint16" | "int8" | "int16") => Some("int32"),
+                    _ => None,
+                };
+                if let Some(format) = replacement {
+                    map.insert("format".into(), format.into());
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    if let Some(map) = schema.as_object_mut() {
+        map.values_mut().for_each(walk);
+    }
 }
 
 /// The CRD manifest as YAML, exactly as committed in `charts/headway/crds/gitsync.yaml`.
@@ -666,6 +696,43 @@ mod tests {
 
     fn spec(json: serde_json::Value) -> GitSyncSpec {
         serde_json::from_value(json).unwrap()
+    }
+
+    /// Every `format` in the CRD's schema, with its JSON pointer.
+    fn formats(v: &serde_json::Value, at: String, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(f) = m.get("format").and_then(|f| f.as_str()) {
+                    out.push((at.clone(), f.to_string()));
+                }
+                for (k, x) in m {
+                    formats(x, format!("{at}/{k}"), out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    formats(x, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_crd_uses_only_integer_formats_kubernetes_knows() {
+        let crd = serde_json::to_value(GitSync::crd()).unwrap();
+        let mut found = Vec::new();
+        formats(&crd, String::new(), &mut found);
+        let unknown: Vec<_> = found
+            .iter()
+            .filter(|(_, f)| !matches!(f.as_str(), "int32" | "int64" | "date-time"))
+            .collect();
+        assert!(unknown.is_empty(), "unknown formats: {unknown:?}");
+        // The counts were uint32, the durations uint64; unsigned stays as a minimum of 0.
+        let total = crd.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/status/properties/objects/properties/total").unwrap();
+        assert_eq!(total["format"], "int64");
+        assert_eq!(total["minimum"].as_f64(), Some(0.0));
+        assert!(found.iter().any(|(_, f)| f == "int32"), "{found:?}");
     }
 
     #[test]
