@@ -373,6 +373,13 @@ mod tests {
         on
     }
 
+    fn find_on_path(name: &str) -> PathBuf {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{name} is not on PATH"))
+    }
+
     #[test]
     fn elf_static_check_tells_static_from_dynamic() {
         // The test binary itself is dynamically linked (glibc); /proc/self/exe is it.
@@ -465,7 +472,8 @@ mod tests {
             // chroot when we can (then nothing of the host's filesystem is reachable), else
             // run it from the unpacked tree with an empty library path and environment.
             let mut cmd = if as_root {
-                let mut c = Command::new("chroot");
+                // By its full path: the child's environment is cleared, PATH included.
+                let mut c = Command::new(find_on_path("chroot"));
                 c.arg(format!("--userspec={USER}"))
                     .arg(&root)
                     .arg(&inside)
