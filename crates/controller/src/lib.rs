@@ -15,6 +15,8 @@
 //! - [`tracker`]: a run's progress, as events on the bus and the `Reconciling` message.
 //! - [`runner`]: leader election, the watch and work queue, graceful shutdown.
 //! - [`handle`]: "sync now" and "rebuild" requests.
+//! - [`tenancy`]: the identity a GitSync is synced as (impersonated service accounts) and the
+//!   lockdown of its cross-namespace references.
 //! - [`view`]: the read model shared by the CLI and the HTTP API (summary of a GitSync, "has
 //!   this request been handled", a watch-fed cache of GitSyncs).
 //! - [`progress`]: what a running sync is doing, as plain events on a broadcast [`progress::Bus`].
@@ -36,6 +38,7 @@ pub mod runner;
 pub mod schedule;
 pub mod status;
 pub mod steps;
+pub mod tenancy;
 pub mod tracker;
 pub mod view;
 

@@ -139,7 +139,15 @@ async fn run(
     // Drift check: with self-heal, the sync itself re-applied what differed.
     if !spec.self_heal && !rebuild {
         let t = Instant::now();
-        match ctx.engine.drift(&owner, &set, &default_namespace).await {
+        let drift = match ctx.acting_as(obj) {
+            Ok(acting_as) => ctx
+                .engine
+                .drift_as(acting_as.as_ref(), &owner, &set, &default_namespace)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match drift {
             Ok(drift) => {
                 outcome.drift = Some(drift_summary(
                     &drift,
@@ -302,6 +310,9 @@ async fn sync_objects(
     req.max_prune_fraction = Some(f64::from(spec.max_prune_percent) / 100.0);
     req.rebuild = rebuild;
     req.self_heal = spec.self_heal || rebuild;
+    req.acting_as = ctx
+        .acting_as(obj)
+        .map_err(|e| Failure::new(Reason::ApplyFailed, e.to_string(), false))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     req.progress = Some(tx);
     let engine = async move {
