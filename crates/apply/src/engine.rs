@@ -79,7 +79,9 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("user", &self.user).finish()
+        f.debug_struct("Identity")
+            .field("user", &self.user)
+            .finish()
     }
 }
 

@@ -106,11 +106,10 @@ pub fn error_policy(obj: Arc<GitSync>, error: &ReconcileError, _ctx: Arc<Ctx>) -
 async fn apply(obj: Arc<GitSync>, ctx: &Ctx) -> Result<Action, ReconcileError> {
     let key = key_of(&obj);
     let generation = obj.metadata.generation;
-    let checked = obj.spec.effective().and_then(|e| {
-        ctx.lockdown
-            .check(&obj.spec, &key.0)
-            .map(|()| e)
-    });
+    let checked = obj
+        .spec
+        .effective()
+        .and_then(|e| ctx.lockdown.check(&obj.spec, &key.0).map(|()| e));
     let effective = match checked {
         Ok(e) => e,
         Err(e) => {

@@ -116,11 +116,7 @@ impl Identities {
     }
 
     /// The client acting as service account `name` of `namespace`.
-    pub fn service_account(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Identity, IdentityError> {
+    pub fn service_account(&self, namespace: &str, name: &str) -> Result<Identity, IdentityError> {
         let user = service_account_user(namespace, name);
         if let Some(identity) = self.clients.lock().expect("identities lock").get(&user) {
             return Ok(identity.clone());
@@ -193,7 +189,8 @@ mod tests {
             no_cross_namespace_refs: true,
         };
         let check = |l: &Lockdown, json| l.check(&spec(json), "team-a").map_err(|e| e.to_string());
-        let dep = serde_json::json!({"dependsOn": [{"name": "x"}, {"name": "y", "namespace": "team-b"}]});
+        let dep =
+            serde_json::json!({"dependsOn": [{"name": "x"}, {"name": "y", "namespace": "team-b"}]});
         let target = serde_json::json!({"targetNamespace": "kube-system"});
         let local = serde_json::json!({"dependsOn": [{"name": "x", "namespace": "team-a"}], "targetNamespace": "team-a"});
         assert_eq!(check(&Lockdown::default(), dep.clone()), Ok(()));
