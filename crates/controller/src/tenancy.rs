@@ -4,9 +4,17 @@
 //! A GitSync with `spec.serviceAccountName` (or, without it, the controller's
 //! `--default-service-account`) is synced as `system:serviceaccount:<its namespace>:<name>`
 //! through Kubernetes impersonation: every request about its objects (apply, prune, health and
-//! drift reads) carries `Impersonate-User` and the service-account groups, so the API server
-//! decides what the tenant may write. The controller's own identity is used only for the
-//! GitSync, its status, Events, the inventory ConfigMaps, discovery and the Lease.
+//! drift reads) carries `Impersonate-User`, so the API server decides what the tenant may write.
+//! No `Impersonate-Group` is sent: for a service-account user the API server adds its groups
+//! itself (`system:serviceaccounts`, `system:serviceaccounts:<namespace>`,
+//! `system:authenticated`), so the controller needs `impersonate` on `serviceaccounts` only, not
+//! on `groups` (which would let it claim any group, `system:masters` included).
+//!
+//! The controller's own identity is used only for the GitSync, its status, Events, the
+//! inventory ConfigMaps, discovery, the decryption keys and the Lease. The inventory is the
+//! controller's record (a tenant's identity need not be able to write it), but it cannot widen
+//! what a tenant prunes: deletions go through the tenant's identity and are re-checked against
+//! the ownership labels on the live object.
 //!
 //! With `--no-cross-namespace-refs`, a GitSync's `dependsOn` and `targetNamespace` may not name
 //! another namespace (secret references are local by construction: they have no namespace).
@@ -17,15 +25,6 @@ use std::sync::Mutex;
 use headway_apply::Identity;
 
 use crate::crd::{GitSyncSpec, SpecError};
-
-/// The groups Kubernetes gives every service account of `namespace`.
-pub fn service_account_groups(namespace: &str) -> Vec<String> {
-    vec![
-        "system:serviceaccounts".to_string(),
-        format!("system:serviceaccounts:{namespace}"),
-        "system:authenticated".to_string(),
-    ]
-}
 
 /// The user name of a service account.
 pub fn service_account_user(namespace: &str, name: &str) -> String {
@@ -126,7 +125,8 @@ impl Identities {
         };
         let mut config = base.clone();
         config.auth_info.impersonate = Some(user.clone());
-        config.auth_info.impersonate_groups = Some(service_account_groups(namespace));
+        // No groups: the API server derives a service account's groups (module documentation).
+        config.auth_info.impersonate_groups = None;
         let client = kube::Client::try_from(config).map_err(|source| IdentityError::Client {
             user: user.clone(),
             source,
@@ -171,14 +171,6 @@ mod tests {
         assert_eq!(
             service_account_user("team-a", "deployer"),
             "system:serviceaccount:team-a:deployer"
-        );
-        assert_eq!(
-            service_account_groups("team-a"),
-            [
-                "system:serviceaccounts",
-                "system:serviceaccounts:team-a",
-                "system:authenticated"
-            ]
         );
     }
 

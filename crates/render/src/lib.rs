@@ -53,6 +53,7 @@
 #![forbid(unsafe_code)]
 
 mod collect;
+mod decrypt;
 mod error;
 mod options;
 mod plain;
@@ -65,6 +66,7 @@ pub mod output;
 
 use std::path::Path;
 
+pub use decrypt::{DecryptDocument, Decryptor, is_encrypted};
 pub use error::{RenderError, RenderErrors};
 use headway_model::Manifest;
 pub use options::{

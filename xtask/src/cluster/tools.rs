@@ -76,6 +76,14 @@ const MODULES: &[GoModule] = &[
         targets: &[("sigs.k8s.io/kustomize/kustomize/v5", "kustomize")],
         ldflags: no_ldflags,
     },
+    GoModule {
+        dir: "sops",
+        targets: &[
+            ("github.com/getsops/sops/v3/cmd/sops", "sops"),
+            ("filippo.io/age/cmd/age-keygen", "age-keygen"),
+        ],
+        ldflags: no_ldflags,
+    },
 ];
 
 /// The environment every `go` command runs with: fixed caches, no toolchain switching, static binaries.

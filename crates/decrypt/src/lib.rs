@@ -1,0 +1,43 @@
+//! SOPS decryption of manifests, natively and in memory: files encrypted by the `sops` tool with
+//! age recipients (YAML or JSON) are decrypted after rendering and before applying, and their
+//! MAC is verified; the plaintext never touches the disk.
+//!
+//! - [`keys`]: age private keys ([`Keys`]), from `.agekey` entries of a Secret or a key file.
+//! - [`node`]: the document as an ordered tree (the MAC depends on the order of the keys).
+//! - [`sops`]: the SOPS format: metadata, the data key, `ENC[AES256_GCM,...]` values, the MAC.
+//! - [`SopsDecryptor`]: the render crate's [`headway_render::DecryptDocument`] hook.
+//!
+//! Architecture invariant: no decrypted value is ever part of an error message, a log line or a
+//! `Debug` output of this crate; errors name the file, the field path or the recipients only.
+#![forbid(unsafe_code)]
+
+pub mod keys;
+pub mod node;
+pub mod sops;
+
+use std::sync::Arc;
+
+pub use keys::{KeyError, Keys};
+pub use sops::{DecryptError, decrypt_document};
+
+/// Decrypts SOPS documents for the renderer with a set of age keys.
+pub struct SopsDecryptor {
+    keys: Keys,
+}
+
+impl SopsDecryptor {
+    pub fn new(keys: Keys) -> Self {
+        SopsDecryptor { keys }
+    }
+
+    /// The hook to put in [`headway_render::RenderOptions::decryptor`].
+    pub fn into_render_hook(self) -> headway_render::Decryptor {
+        headway_render::Decryptor(Arc::new(self))
+    }
+}
+
+impl headway_render::DecryptDocument for SopsDecryptor {
+    fn decrypt(&self, text: &str, json: bool) -> Result<serde_json::Value, String> {
+        decrypt_document(text, json, &self.keys).map_err(|e| e.to_string())
+    }
+}
