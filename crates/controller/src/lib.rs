@@ -8,8 +8,8 @@
 //! - [`reconcile`]: one reconcile: finalizer, dependency check, a run of the pipeline, one
 //!   status write; [`context`] is what every reconcile shares.
 //! - [`steps`]: the pipeline's named steps (fetch, render, apply, prune, wait, drift check),
-//!   each owning one failure reason; [`credentials`] reads the git credentials; [`outcome`] is
-//!   what a run produced.
+//!   each owning one failure reason; [`credentials`] reads the git credentials, [`decryption`]
+//!   the SOPS keys; [`outcome`] is what a run produced.
 //! - [`status`]: the next status and the Events to emit, as pure functions of the previous
 //!   status, the outcome and the time; [`events`] writes the Events.
 //! - [`tracker`]: a run's progress, as events on the bus and the `Reconciling` message.
@@ -29,6 +29,7 @@ pub mod conditions;
 pub mod context;
 pub mod crd;
 pub mod credentials;
+pub mod decryption;
 pub mod events;
 pub mod handle;
 pub mod outcome;

@@ -243,7 +243,9 @@ async fn render(
     revision: &Revision,
     revision_text: &str,
 ) -> Result<RenderedSet, Failure> {
-    let (_, name) = key_of(obj);
+    let (ns, name) = key_of(obj);
+    let decryptor =
+        crate::decryption::decryptor(&ctx.client, &ns, obj.spec.decryption.as_ref()).await?;
     let tree = revision.tree_dir.clone();
     let dir = match &spec.path {
         Some(p) => tree.join(p),
@@ -260,6 +262,7 @@ async fn render(
             .build(),
         tools: ctx.tools.clone(),
         boundary: Some(tree.clone()),
+        decryptor,
         ..RenderOptions::default()
     };
     render_options.tools.timeout = spec.timeout;

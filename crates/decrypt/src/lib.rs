@@ -37,7 +37,36 @@ impl SopsDecryptor {
 }
 
 impl headway_render::DecryptDocument for SopsDecryptor {
+    /// Decrypts and marks the object with the annotation `headway.dev/decrypted: sops`, so that
+    /// diffs mask its values.
     fn decrypt(&self, text: &str, json: bool) -> Result<serde_json::Value, String> {
-        decrypt_document(text, json, &self.keys).map_err(|e| e.to_string())
+        let mut value = decrypt_document(text, json, &self.keys).map_err(|e| e.to_string())?;
+        mark_decrypted(&mut value);
+        Ok(value)
+    }
+}
+
+/// Adds the annotation `headway.dev/decrypted: sops` to a decrypted object.
+pub fn mark_decrypted(value: &mut serde_json::Value) {
+    let Some(object) = value.as_object_mut() else {
+        return;
+    };
+    let metadata = object
+        .entry("metadata")
+        .or_insert_with(|| serde_json::json!({}));
+    let Some(metadata) = metadata.as_object_mut() else {
+        return;
+    };
+    let annotations = metadata
+        .entry("annotations")
+        .or_insert_with(|| serde_json::json!({}));
+    if annotations.is_null() {
+        *annotations = serde_json::json!({});
+    }
+    if let Some(a) = annotations.as_object_mut() {
+        a.insert(
+            headway_model::diff::ANNOTATION_DECRYPTED.to_string(),
+            serde_json::Value::String("sops".into()),
+        );
     }
 }

@@ -188,6 +188,13 @@ fn the_renderer_decrypts_and_refuses_wrong_keys_and_tampered_files() {
     let db = manifests.iter().find(|m| m.id.name == "db").unwrap();
     assert_eq!(db.object["stringData"]["password"], SECRET_VALUE);
     assert!(db.object.get("sops").is_none());
+    assert_eq!(
+        db.object["metadata"]["annotations"]["headway.dev/decrypted"],
+        "sops",
+        "decrypted objects are marked, so diffs mask them"
+    );
+    let plain = manifests.iter().find(|m| m.id.name == "plain").unwrap();
+    assert!(plain.object["metadata"].get("annotations").is_none());
     let cm = manifests.iter().find(|m| m.id.name == "from-json").unwrap();
     assert_eq!(cm.object["data"]["url"], CONFIG_VALUE);
 

@@ -39,6 +39,10 @@ pub struct RenderArgs {
     /// Seconds kustomize or helm may run before they are killed.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// age private key file (`age-keygen` output) to decrypt SOPS-encrypted manifests with, in
+    /// memory; repeatable. Without it, an encrypted manifest is an error.
+    #[arg(long, value_name = "FILE")]
+    pub decrypt_key: Vec<PathBuf>,
 }
 
 /// `--output`.
@@ -72,6 +76,15 @@ impl RenderArgs {
             ..RenderOptions::default()
         };
         options.tools.timeout = Duration::from_secs(self.timeout);
+        if !self.decrypt_key.is_empty() {
+            let mut keys = headway_decrypt::Keys::new();
+            for file in &self.decrypt_key {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("--decrypt-key {}", file.display()))?;
+                keys.add_text(&format!("--decrypt-key {}", file.display()), &text)?;
+            }
+            options.decryptor = Some(headway_decrypt::SopsDecryptor::new(keys).into_render_hook());
+        }
         Ok(options)
     }
 }
