@@ -189,8 +189,7 @@ fn the_renderer_decrypts_and_refuses_wrong_keys_and_tampered_files() {
     assert_eq!(db.object["stringData"]["password"], SECRET_VALUE);
     assert!(db.object.get("sops").is_none());
     assert_eq!(
-        db.object["metadata"]["annotations"]["headway.dev/decrypted"],
-        "sops",
+        db.object["metadata"]["annotations"]["headway.dev/decrypted"], "sops",
         "decrypted objects are marked, so diffs mask them"
     );
     let plain = manifests.iter().find(|m| m.id.name == "plain").unwrap();
