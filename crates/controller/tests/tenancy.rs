@@ -284,3 +284,35 @@ async fn a_tenant_cannot_get_another_tenant_s_object_pruned() -> anyhow::Result<
     wait_ready_at(&b, "b", &b_first, Duration::from_secs(30)).await?;
     Ok(())
 }
+
+#[test]
+fn the_tenant_example_is_a_namespace_an_account_a_role_and_a_confined_gitsync() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tenant/tenant.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let manifests = headway_render::parse_manifests(&text, "tenant.yaml").unwrap();
+    let kinds: Vec<&str> = manifests.iter().map(|m| m.id.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "Namespace",
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "GitSync"
+        ]
+    );
+    let gitsync: headway_controller::GitSync =
+        serde_json::from_value(manifests[4].object.clone()).unwrap();
+    assert_eq!(
+        gitsync.spec.service_account_name.as_deref(),
+        Some("deployer")
+    );
+    gitsync.spec.effective().unwrap();
+    Lockdown {
+        default_service_account: None,
+        no_cross_namespace_refs: true,
+    }
+    .check(&gitsync.spec, "team-a")
+    .unwrap();
+}
