@@ -16,8 +16,8 @@ use headway_controller::tenancy::Lockdown;
 use headway_tests::git::{Upstream, git_daemon};
 use headway_tests::{TestCluster, TestNamespace};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::*;
 
@@ -315,4 +315,193 @@ fn the_tenant_example_is_a_namespace_an_account_a_role_and_a_confined_gitsync() 
     }
     .check(&gitsync.spec, "team-a")
     .unwrap();
+}
+
+/// `helm template` of the chart for release `release` in `namespace` with `sets`.
+fn chart_objects(release: &str, namespace: &str, sets: &[&str]) -> Vec<serde_json::Value> {
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/headway");
+    let mut cmd = std::process::Command::new("helm");
+    cmd.args(["template", release, "--namespace", namespace])
+        .arg(&chart)
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("headway-helm-cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("headway-helm-config"),
+        );
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().expect("helm on PATH");
+    assert!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    headway_render::parse_manifests(&String::from_utf8_lossy(&out.stdout), "chart")
+        .expect("the chart renders")
+        .into_iter()
+        .map(|m| m.object)
+        .collect()
+}
+
+/// Deletes the chart's cluster-scoped RBAC objects (named `name`) of a test when dropped.
+struct ClusterRbac {
+    name: String,
+}
+
+impl Drop for ClusterRbac {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // The test's runtime may be shutting down: delete from a thread with its own runtime
+        // and a client built on it.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for cleanup");
+            rt.block_on(async {
+                let Ok(cluster) = TestCluster::connect().await else {
+                    return;
+                };
+                let dp = kube::api::DeleteParams::default();
+                let _ = Api::<ClusterRoleBinding>::all(cluster.client.clone())
+                    .delete(&name, &dp)
+                    .await;
+                let _ = Api::<ClusterRole>::all(cluster.client)
+                    .delete(&name, &dp)
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_controller_with_only_the_chart_s_rbac_syncs_a_tenant() -> anyhow::Result<()> {
+    let Some(cluster) = headway_tests::cluster().await else {
+        return Ok(());
+    };
+    if !git_enabled("a_controller_with_only_the_chart_s_rbac_syncs_a_tenant") {
+        return Ok(());
+    }
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("tenant-chart").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let client = cluster.client.clone();
+    tenant_account(&ns, "deployer").await?;
+
+    // The chart's ServiceAccount and RBAC for a locked-down installation (release = namespace,
+    // so the cluster-scoped names are unique), applied as they are.
+    let release = ns.name.clone();
+    let fullname = format!("{release}-headway");
+    let _rbac = ClusterRbac {
+        name: fullname.clone(),
+    };
+    let objects = chart_objects(
+        &release,
+        &ns.name,
+        &[
+            "rbac.clusterAdmin=false",
+            "controller.defaultServiceAccount=deployer",
+        ],
+    );
+    let pp = PatchParams::apply("headway-tests").force();
+    for o in &objects {
+        let kind = o["kind"].as_str().unwrap_or_default();
+        let name = o["metadata"]["name"].as_str().unwrap_or_default();
+        match kind {
+            "ServiceAccount" => {
+                ns.api::<ServiceAccount>()
+                    .patch(name, &pp, &Patch::Apply(o))
+                    .await?;
+            }
+            "ClusterRole" => {
+                Api::<ClusterRole>::all(client.clone())
+                    .patch(name, &pp, &Patch::Apply(o))
+                    .await?;
+            }
+            "ClusterRoleBinding" => {
+                Api::<ClusterRoleBinding>::all(client.clone())
+                    .patch(name, &pp, &Patch::Apply(o))
+                    .await?;
+            }
+            "Role" => {
+                ns.api::<Role>().patch(name, &pp, &Patch::Apply(o)).await?;
+            }
+            "RoleBinding" => {
+                ns.api::<RoleBinding>()
+                    .patch(name, &pp, &Patch::Apply(o))
+                    .await?;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["roleRef"]["name"] != "cluster-admin"),
+        "locked down: no cluster-admin binding"
+    );
+
+    // The controller runs with a token of the chart's ServiceAccount, nothing else.
+    let request: k8s_openapi::api::authentication::v1::TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))?;
+    let token = ns
+        .api::<ServiceAccount>()
+        .create_subresource::<_, k8s_openapi::api::authentication::v1::TokenRequest>(
+            "token",
+            &fullname,
+            &PostParams::default(),
+            &request,
+        )
+        .await?
+        .status
+        .map(|s| s.token)
+        .expect("a token");
+    let mut config = cluster.config.clone();
+    config.auth_info = serde_json::from_value(json!({"token": token}))?;
+    let as_controller = TestCluster {
+        client: kube::Client::try_from(config.clone())?,
+        config,
+    };
+    let _controller = start(
+        &as_controller,
+        &ns.name,
+        "chart-rbac",
+        Lockdown {
+            default_service_account: Some("deployer".into()),
+            no_cross_namespace_refs: true,
+        },
+    )
+    .await?;
+
+    let upstream = Upstream::new();
+    upstream
+        .write("a.yaml", &configmap_yaml("a", "one"))
+        .write("b.yaml", &configmap_yaml("b", "one"));
+    let first = upstream.commit("first");
+    let (_daemon, url) = git_daemon(&upstream);
+    create_gitsync(&ns, "site", &url, json!({})).await?;
+    wait_ready_at(&ns, "site", &first, Duration::from_secs(90)).await?;
+    upstream.remove("b.yaml");
+    let second = upstream.commit("prune b");
+    wait_ready_at(&ns, "site", &second, Duration::from_secs(90)).await?;
+    assert!(configmap_data(&client, &ns.name, "a").await?.is_some());
+    assert!(
+        configmap_data(&client, &ns.name, "b").await?.is_none(),
+        "pruned as the tenant"
+    );
+    assert!(
+        configmap_data(&client, &ns.name, "headway-inventory-site")
+            .await?
+            .is_some(),
+        "the inventory is written by the controller's identity"
+    );
+    let events = events_of(&client, &ns.name, "site").await?;
+    assert!(!events.is_empty(), "Events are written by the controller");
+
+    Ok(())
 }
