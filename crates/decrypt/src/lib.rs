@@ -39,8 +39,21 @@ impl SopsDecryptor {
 impl headway_render::DecryptDocument for SopsDecryptor {
     /// Decrypts and marks the object with the annotation `headway.dev/decrypted: sops`, so that
     /// diffs mask its values.
-    fn decrypt(&self, text: &str, json: bool) -> Result<serde_json::Value, String> {
-        let mut value = decrypt_document(text, json, &self.keys).map_err(|e| e.to_string())?;
+    /// A tool's output that no longer verifies as printed is decrypted from its original file
+    /// ([`sops::decrypt_rewritten`]).
+    fn decrypt(
+        &self,
+        text: &str,
+        json: bool,
+        tool_input: Option<&std::path::Path>,
+    ) -> Result<serde_json::Value, String> {
+        let decrypted = match (decrypt_document(text, json, &self.keys), tool_input) {
+            (Err(DecryptError::MacMismatch | DecryptError::Value { .. }), Some(tree)) => {
+                sops::decrypt_rewritten(text, json, &self.keys, tree)
+            }
+            (result, _) => result,
+        };
+        let mut value = decrypted.map_err(|e| e.to_string())?;
         mark_decrypted(&mut value);
         Ok(value)
     }

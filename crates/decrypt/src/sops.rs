@@ -24,7 +24,9 @@ use base64::engine::general_purpose::STANDARD;
 use regex::Regex;
 use serde_json::Value;
 use sha2::{Digest, Sha512};
+use std::collections::HashMap;
 use std::io::Read;
+use std::path::Path;
 use zeroize::Zeroizing;
 
 use crate::keys::Keys;
@@ -62,6 +64,12 @@ pub enum DecryptError {
         "the value at {path} cannot be decrypted ({reason}): the file was changed after it was encrypted"
     )]
     Value { path: String, reason: String },
+    /// The original file of a document re-written by a tool cannot be decrypted.
+    #[error("its original {file}: {source}")]
+    Original {
+        file: String,
+        source: Box<DecryptError>,
+    },
     /// The MAC does not match the values: something was changed, added or removed.
     #[error(
         "MAC mismatch: the file was changed after it was encrypted (values, keys or their order)"
@@ -105,17 +113,34 @@ impl Rules {
 /// Decrypts one SOPS document (YAML, or JSON when `json`) and verifies its MAC; returns it
 /// without its `sops` metadata.
 pub fn decrypt_document(text: &str, json: bool, keys: &Keys) -> Result<Value, DecryptError> {
-    let tree = if json {
+    let (entries, _) = decrypt_tree(parse(text, json)?, keys)?;
+    Ok(Node::Map(entries).into_json())
+}
+
+fn parse(text: &str, json: bool) -> Result<Node, DecryptError> {
+    if json {
         Node::from_json(text).map_err(|message| DecryptError::Parse {
             format: "JSON",
             message,
-        })?
+        })
     } else {
         Node::from_yaml(text).map_err(|message| DecryptError::Parse {
             format: "YAML",
             message,
-        })?
-    };
+        })
+    }
+}
+
+/// The `sops.mac` of a parsed document (its ciphertext: unique per encryption).
+fn mac_of(tree: &Node) -> Option<&str> {
+    tree.get("sops")?.get("mac")?.as_str()
+}
+
+/// The entries decrypted from one SOPS document, and the plaintext of each of its ciphertexts.
+type Decrypted = (Vec<(String, Node)>, HashMap<String, Node>);
+
+/// Decrypts a parsed document (without its `sops` mapping) and verifies its MAC.
+fn decrypt_tree(tree: Node, keys: &Keys) -> Result<Decrypted, DecryptError> {
     let Node::Map(mut entries) = tree else {
         return Err(DecryptError::Metadata(
             "the document is not a mapping".into(),
@@ -128,18 +153,23 @@ pub fn decrypt_document(text: &str, json: bool, keys: &Keys) -> Result<Value, De
     let (_, meta) = entries.remove(at);
     let rules = rules(&meta)?;
     let data_key = data_key(&meta, keys)?;
-    let mut hash = Sha512::new();
+    let mut w = Walk {
+        rules: &rules,
+        key: &data_key,
+        hash: Sha512::new(),
+        plain: HashMap::new(),
+    };
     if rules.mac_only_encrypted {
         // SOPS starts such a MAC with a fixed prefix, so that it differs from a full one.
-        hash.update(MAC_ONLY_ENCRYPTED_PREFIX);
+        w.hash.update(MAC_ONLY_ENCRYPTED_PREFIX);
     }
     let mut path = Vec::new();
     for (k, v) in entries.iter_mut() {
         path.push(k.clone());
-        walk(v, &mut path, &rules, &data_key, &mut hash)?;
+        walk(v, &mut path, &mut w)?;
         path.pop();
     }
-    let computed = hex::encode_upper(hash.finalize());
+    let computed = hex::encode_upper(w.hash.finalize());
     let stored_mac = meta_str(&meta, "mac")?;
     let last_modified = meta_str(&meta, "lastmodified")?;
     let mac = decrypt_value(stored_mac, &data_key, last_modified).map_err(|reason| {
@@ -151,7 +181,158 @@ pub fn decrypt_document(text: &str, json: bool, keys: &Keys) -> Result<Value, De
     if mac.as_str() != Some(computed.as_str()) {
         return Err(DecryptError::MacMismatch);
     }
+    Ok((entries, w.plain))
+}
+
+/// Decrypts a document that a tool (kustomize, helm) re-wrote from a SOPS file of `tree`: tools
+/// reorder keys and may change unencrypted fields (a name prefix, labels), which breaks the MAC
+/// of the document as printed. The original is the file under `tree` whose document has the
+/// same `sops.mac`; it is decrypted and its MAC verified as written, and each ciphertext of the
+/// tool's output is replaced by the plaintext of the same ciphertext in the original. A
+/// ciphertext the original does not have is refused.
+pub fn decrypt_rewritten(
+    text: &str,
+    json: bool,
+    keys: &Keys,
+    tree: &Path,
+) -> Result<Value, DecryptError> {
+    let output = parse(text, json)?;
+    let mac = mac_of(&output)
+        .ok_or_else(|| DecryptError::Metadata("sops.mac is missing".into()))?
+        .to_string();
+    let (file, original) = find_original(tree, &mac).ok_or_else(|| {
+        DecryptError::Metadata(
+            "the tool changed the encrypted document and no file of the repository holds its \
+             original (same sops.mac)"
+                .into(),
+        )
+    })?;
+    let (_, plain) = decrypt_tree(original, keys).map_err(|e| DecryptError::Original {
+        file: file.clone(),
+        source: Box::new(e),
+    })?;
+    let Node::Map(mut entries) = output else {
+        return Err(DecryptError::Metadata(
+            "the document is not a mapping".into(),
+        ));
+    };
+    entries.retain(|(k, _)| k != "sops");
+    let mut path = Vec::new();
+    for (k, v) in entries.iter_mut() {
+        path.push(k.clone());
+        substitute(v, &mut path, &plain)?;
+        path.pop();
+    }
     Ok(Node::Map(entries).into_json())
+}
+
+/// Replaces every ciphertext by its verified plaintext.
+fn substitute(
+    node: &mut Node,
+    path: &mut Vec<String>,
+    plain: &HashMap<String, Node>,
+) -> Result<(), DecryptError> {
+    match node {
+        Node::Map(entries) => {
+            for (k, v) in entries.iter_mut() {
+                path.push(k.clone());
+                substitute(v, path, plain)?;
+                path.pop();
+            }
+        }
+        Node::Seq(items) => {
+            for item in items.iter_mut() {
+                substitute(item, path, plain)?;
+            }
+        }
+        Node::Str(text) if text.starts_with("ENC[AES256_GCM,") => {
+            let value = plain
+                .get(text.as_str())
+                .cloned()
+                .ok_or_else(|| DecryptError::Value {
+                    path: path.join("."),
+                    reason: "not a value of the original file".into(),
+                })?;
+            *node = value;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Largest file searched for the original of a re-written document.
+const MAX_ORIGINAL_BYTES: u64 = 4 << 20;
+
+/// The file (relative to `tree`) and the parsed document under `tree` whose `sops.mac` is `mac`.
+fn find_original(tree: &Path, mac: &str) -> Option<(String, Node)> {
+    let mut dirs = vec![tree.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            // Symlinks are not followed (the render already refused those leaving the tree).
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if entry.file_name() != ".git" {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let json = name.ends_with(".json");
+            if !meta.is_file()
+                || !(json || name.ends_with(".yaml") || name.ends_with(".yml"))
+                || meta.len() > MAX_ORIGINAL_BYTES
+            {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            if !text.contains(mac) {
+                continue;
+            }
+            let rel = path
+                .strip_prefix(tree)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            let docs: Vec<&str> = if json {
+                vec![text.as_str()]
+            } else {
+                split_yaml(&text)
+            };
+            for doc in docs {
+                if let Ok(node) = parse(doc, json)
+                    && mac_of(&node) == Some(mac)
+                {
+                    return Some((rel, node));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The documents of a YAML stream, split at `---` lines.
+fn split_yaml(text: &str) -> Vec<&str> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end();
+        if bare == "---" || bare.starts_with("--- ") {
+            docs.push(&text[start..offset]);
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    docs.push(&text[start..]);
+    docs
 }
 
 fn meta_str<'a>(meta: &'a Node, key: &str) -> Result<&'a str, DecryptError> {
@@ -225,41 +406,45 @@ fn data_key(meta: &Node, keys: &Keys) -> Result<Zeroizing<Vec<u8>>, DecryptError
     })
 }
 
-fn walk(
-    node: &mut Node,
-    path: &mut Vec<String>,
-    rules: &Rules,
-    key: &[u8],
-    hash: &mut Sha512,
-) -> Result<(), DecryptError> {
+/// What a walk needs besides the node: the rules, the data key, the MAC being computed, and
+/// the plaintext of each ciphertext seen.
+struct Walk<'a> {
+    rules: &'a Rules,
+    key: &'a [u8],
+    hash: Sha512,
+    plain: HashMap<String, Node>,
+}
+
+fn walk(node: &mut Node, path: &mut Vec<String>, w: &mut Walk<'_>) -> Result<(), DecryptError> {
     match node {
         Node::Map(entries) => {
             for (k, v) in entries.iter_mut() {
                 path.push(k.clone());
-                walk(v, path, rules, key, hash)?;
+                walk(v, path, w)?;
                 path.pop();
             }
         }
         Node::Seq(items) => {
             for item in items.iter_mut() {
-                walk(item, path, rules, key, hash)?;
+                walk(item, path, w)?;
             }
         }
         leaf => {
-            let encrypted = rules.encrypted(path);
+            let encrypted = w.rules.encrypted(path);
             if encrypted && let Node::Str(text) = leaf {
                 let aad = format!("{}:", path.join(":"));
                 if !text.is_empty() {
                     let plain =
-                        decrypt_value(text, key, &aad).map_err(|reason| DecryptError::Value {
+                        decrypt_value(text, w.key, &aad).map_err(|reason| DecryptError::Value {
                             path: path.join("."),
                             reason,
                         })?;
+                    w.plain.insert(std::mem::take(text), plain.clone());
                     *leaf = plain;
                 }
             }
-            if !rules.mac_only_encrypted || encrypted {
-                hash.update(mac_bytes(leaf).as_slice());
+            if !w.rules.mac_only_encrypted || encrypted {
+                w.hash.update(mac_bytes(leaf).as_slice());
             }
         }
     }

@@ -246,3 +246,70 @@ fn the_renderer_decrypts_and_refuses_wrong_keys_and_tampered_files() {
     );
     no_plaintext(&errors);
 }
+
+#[test]
+fn kustomize_output_decrypts_even_when_kustomize_rewrote_the_document() {
+    if !enabled("kustomize_output_decrypts_even_when_kustomize_rewrote_the_document") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (key, recipient) = keygen(work.path(), "key.txt");
+    let repo = work.path().join("repo");
+    std::fs::create_dir_all(repo.join("base")).unwrap();
+    let secret = encrypt(
+        work.path(),
+        "s.yaml",
+        &secret_yaml(),
+        &recipient,
+        &["--encrypted-regex", "^(data|stringData)$"],
+    );
+    // Kustomize needs apiVersion, kind and metadata in the clear.
+    let config = encrypt(
+        work.path(),
+        "c.yaml",
+        &configmap_yaml(),
+        &recipient,
+        &["--encrypted-regex", "^data$"],
+    );
+    std::fs::write(repo.join("base/secret.yaml"), &secret).unwrap();
+    std::fs::write(repo.join("base/config.yaml"), &config).unwrap();
+    // kustomize sorts keys and renames: neither document verifies as printed.
+    std::fs::write(
+        repo.join("base/kustomization.yaml"),
+        "resources:\n- secret.yaml\n- config.yaml\nnamePrefix: prod-\nlabels:\n- pairs:\n    team: a\n",
+    )
+    .unwrap();
+    let render = || {
+        let options = RenderOptions {
+            render_type: RenderType::Kustomize,
+            decryptor: Some(SopsDecryptor::new(keys_of(&key)).into_render_hook()),
+            boundary: Some(repo.clone()),
+            ..RenderOptions::default()
+        };
+        headway_render::render(&repo.join("base"), &options)
+    };
+    let manifests = render().unwrap_or_else(|e| panic!("{e}"));
+    let db = manifests.iter().find(|m| m.id.name == "prod-db").unwrap();
+    assert_eq!(db.object["stringData"]["password"], SECRET_VALUE);
+    assert_eq!(db.object["metadata"]["labels"]["team"], "a");
+    assert!(db.object.get("sops").is_none());
+    let cm = manifests
+        .iter()
+        .find(|m| m.id.name == "prod-settings")
+        .unwrap();
+    assert_eq!(cm.object["data"]["url"], CONFIG_VALUE);
+    assert_eq!(cm.object["data"]["replicas"], "3");
+
+    // The original in the repository is tampered with: refused, naming it.
+    std::fs::write(
+        repo.join("base/secret.yaml"),
+        secret.replace("type: Opaque", "type: Other"),
+    )
+    .unwrap();
+    let errors = render().unwrap_err().to_string();
+    assert!(
+        errors.contains("secret.yaml") && errors.contains("MAC mismatch"),
+        "{errors}"
+    );
+    assert!(!errors.contains(SECRET_VALUE), "{errors}");
+}

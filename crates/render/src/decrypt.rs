@@ -8,6 +8,7 @@
 //! An encrypted document without a decryptor is an error naming it: it is never applied with
 //! its ciphertext.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -17,10 +18,12 @@ use crate::yaml::Document;
 
 /// Decrypts one encrypted document.
 pub trait DecryptDocument: Send + Sync {
-    /// Decrypts a document given its text as written (YAML, or JSON when `json`); returns the
-    /// object without its encryption metadata, or why it cannot be decrypted (the message never
-    /// contains a decrypted value).
-    fn decrypt(&self, text: &str, json: bool) -> Result<Value, String>;
+    /// Decrypts a document given its text (YAML, or JSON when `json`); returns the object
+    /// without its encryption metadata, or why it cannot be decrypted (the message never
+    /// contains a decrypted value). `tool_input` is `None` for a file read as written, and the
+    /// directory a tool (kustomize, helm) read for the tool's output, which may have re-written
+    /// the document (keys reordered, fields changed) from a file of that directory.
+    fn decrypt(&self, text: &str, json: bool, tool_input: Option<&Path>) -> Result<Value, String>;
 }
 
 /// A shared [`DecryptDocument`], as [`RenderOptions::decryptor`](crate::RenderOptions::decryptor).
@@ -53,6 +56,7 @@ pub fn is_encrypted(value: &Value) -> bool {
 pub(crate) fn decrypt_documents(
     docs: &mut Vec<Document>,
     decryptor: Option<&Decryptor>,
+    tool_input: Option<&Path>,
     errors: &mut Vec<RenderError>,
 ) {
     docs.retain_mut(|doc| {
@@ -63,7 +67,7 @@ pub(crate) fn decrypt_documents(
             None => Err("it is encrypted with SOPS but no decryption key was given \
                          (spec.decryption of the GitSync, --decrypt-key of the CLI)"
                 .to_string()),
-            Some(d) => d.0.decrypt(&text, doc.json),
+            Some(d) => d.0.decrypt(&text, doc.json, tool_input),
         };
         match result {
             Ok(value) => {

@@ -36,7 +36,12 @@ fn render_file(file: &FileEntry, options: &RenderOptions) -> FileResult {
     } else {
         yaml::parse_stream(&text, &file.rel, &mut docs, &mut result.errors);
     }
-    decrypt::decrypt_documents(&mut docs, options.decryptor.as_ref(), &mut result.errors);
+    decrypt::decrypt_documents(
+        &mut docs,
+        options.decryptor.as_ref(),
+        None,
+        &mut result.errors,
+    );
     collect::to_manifests(docs, &mut result.manifests, &mut result.errors);
     result
 }

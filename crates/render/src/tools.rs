@@ -21,13 +21,14 @@ fn label(tool: &str, dir: &Path, boundary: &Path) -> String {
 fn parse_output(
     text: &str,
     file: &str,
+    input: &Path,
     options: &RenderOptions,
     errors: &mut Vec<RenderError>,
 ) -> Vec<Manifest> {
     yaml::with_big_stack(|| {
         let (mut docs, mut manifests) = (Vec::new(), Vec::new());
         yaml::parse_stream(text, file, &mut docs, errors);
-        decrypt::decrypt_documents(&mut docs, options.decryptor.as_ref(), errors);
+        decrypt::decrypt_documents(&mut docs, options.decryptor.as_ref(), Some(input), errors);
         collect::to_manifests(docs, &mut manifests, errors);
         manifests
     })
@@ -72,7 +73,13 @@ pub(crate) fn kustomize(
     }
     .run();
     match run {
-        Ok(out) => parse_output(&out, &label("kustomize", dir, boundary), options, errors),
+        Ok(out) => parse_output(
+            &out,
+            &label("kustomize", dir, boundary),
+            boundary,
+            options,
+            errors,
+        ),
         Err(e) => {
             errors.push(e);
             Vec::new()
@@ -140,7 +147,13 @@ pub(crate) fn helm(
     }
     .run();
     match run {
-        Ok(out) => parse_output(&out, &label("helm", dir, boundary), options, errors),
+        Ok(out) => parse_output(
+            &out,
+            &label("helm", dir, boundary),
+            boundary,
+            options,
+            errors,
+        ),
         Err(e) => {
             errors.push(e);
             Vec::new()
