@@ -33,7 +33,7 @@ use tracing::{info, warn};
 
 use crate::apply::{ApplyInput, Detect, apply_set};
 use crate::calls::Calls;
-use crate::discovery::{ApiCatalog, Discovered};
+use crate::discovery::{ApiCatalog, Discovered, ServerCapabilities};
 use crate::drift::{DriftReport, compare};
 use crate::error::ApplyError;
 use crate::health::wait_current;
@@ -262,6 +262,20 @@ impl Engine {
     /// The engine's options.
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+
+    /// The server's version (one request) and the API versions of the current discovery: what
+    /// Helm templates are rendered against (`--kube-version`, `--api-versions`).
+    pub async fn capabilities(&self) -> Result<ServerCapabilities, ApplyError> {
+        let version = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(ApplyError::Discovery)?;
+        Ok(ServerCapabilities {
+            kube_version: version.git_version,
+            api_versions: self.discovery.current().api_versions(),
+        })
     }
 
     /// Forgets what was applied for every sync, as a restart does: the next syncs apply the

@@ -1,22 +1,18 @@
 //! `headway controller`: runs the GitSync controller (leader election, watch, reconcile) until
-//! SIGTERM or SIGINT, with JSON logs on standard error. Uses the kubeconfig (`--kubeconfig`,
-//! `KUBECONFIG`, `~/.kube/config`) or, inside a pod, the service account.
+//! SIGTERM or SIGINT, with JSON logs on standard error. Uses the global `--kubeconfig` and
+//! `--context` (default: `KUBECONFIG`, `~/.kube/config`) or, inside a pod, the service account.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
+
+use crate::cluster::{ClusterArgs, runtime};
 
 /// Arguments of `headway controller`.
 #[derive(Debug, Args)]
 pub struct ControllerArgs {
-    /// Kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, or the in-cluster service account.
-    #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context; default: the current one.
-    #[arg(long)]
-    pub context: Option<String>,
     /// Syncs running at the same time (one GitSync never runs twice at once).
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
@@ -92,27 +88,6 @@ fn default_identity() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// The client configuration (kept to build impersonating clients from it).
-async fn config(args: &ControllerArgs) -> anyhow::Result<kube::Config> {
-    let options = kube::config::KubeConfigOptions {
-        context: args.context.clone(),
-        ..Default::default()
-    };
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .with_context(|| format!("loading kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("loading the kubeconfig or the in-cluster configuration")?,
-    };
-    Ok(config)
-}
-
 /// Completes on SIGTERM or SIGINT.
 async fn termination() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -132,15 +107,21 @@ async fn termination() {
     }
 }
 
+/// Whether `error` says that the Lease's namespace does not exist: the API server answers a
+/// Lease write in a missing namespace with 404 `namespaces "NAME" not found` (the lease task
+/// may hand it over as text, so the text is what is matched).
+fn lease_namespace_missing(error: &anyhow::Error, namespace: &str) -> bool {
+    let expected = format!("namespaces \"{namespace}\" not found");
+    error
+        .chain()
+        .any(|cause| cause.to_string().contains(&expected))
+}
+
 /// Runs `headway controller` until a termination signal.
-pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
+pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
     init_logs(args.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let config = config(&args).await?;
+    runtime()?.block_on(async {
+        let config = cluster.config().await?;
         let client =
             kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
         let identity = args.identity.clone().unwrap_or_else(default_identity);
@@ -167,9 +148,16 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
             version = env!("CARGO_PKG_VERSION"),
             "headway controller starting"
         );
-        headway_controller::run(client, options, termination(), None)
-            .await
-            .context("controller")?;
+        let lease_namespace = options.lease_namespace.clone();
+        if let Err(e) = headway_controller::run(client, options, termination(), None).await {
+            let e = anyhow::Error::from(e);
+            if lease_namespace_missing(&e, &lease_namespace) {
+                bail!(
+                    "the Lease's namespace {lease_namespace} does not exist; create it or pass --lease-namespace"
+                );
+            }
+            return Err(e);
+        }
         tracing::info!("headway controller stopped");
         Ok(())
     })
