@@ -68,7 +68,7 @@ pub use calls::FIELD_MANAGER;
 pub use counting::{CountingLayer, CountingService, counting_client};
 pub use discovery::ServerCapabilities;
 pub use drift::{DriftReport, DriftState};
-pub use engine::{Engine, EngineOptions, SyncFailure, SyncReport, SyncRequest, SyncStep};
+pub use engine::{Engine, EngineOptions, Identity, SyncFailure, SyncReport, SyncRequest, SyncStep};
 pub use error::{ApplyError, RetryHint, error_message};
 pub use prepare::PrepareError;
 pub use progress::{ProgressSender, ProgressStep, SyncProgress};

@@ -134,6 +134,35 @@ pub struct GitSyncSpec {
     /// leaves them in the cluster.
     #[serde(default, skip_serializing_if = "DeletionPolicy::is_default")]
     pub deletion_policy: DeletionPolicy,
+    /// A ServiceAccount in the GitSync's namespace to apply, prune and read the objects as
+    /// (Kubernetes impersonation of `system:serviceaccount:<namespace>:<name>`): what it may
+    /// not do is refused by the API server. Default: the controller's `--default-service-account`,
+    /// else the controller's own identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
+    /// Decrypt SOPS-encrypted manifests after rendering and before applying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decryption: Option<Decryption>,
+}
+
+/// How encrypted manifests are decrypted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Decryption {
+    /// The encryption format; only `sops` (with age keys).
+    pub provider: DecryptionProvider,
+    /// A Secret in the GitSync's namespace whose keys ending in `.agekey` hold age private keys
+    /// (`AGE-SECRET-KEY-1...` lines).
+    pub secret_ref: LocalObjectReference,
+}
+
+/// Encryption formats.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DecryptionProvider {
+    /// Mozilla SOPS files (YAML or JSON) encrypted for age recipients.
+    #[serde(rename = "sops")]
+    Sops,
 }
 
 /// A git repository and the revision to follow.

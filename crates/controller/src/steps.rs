@@ -154,7 +154,15 @@ async fn run(
     // Drift check: with self-heal, the sync itself re-applied what differed.
     if !spec.self_heal && !rebuild {
         let t = Instant::now();
-        match ctx.engine.drift(&owner, &set, &default_namespace).await {
+        let drift = match ctx.acting_as(obj) {
+            Ok(acting_as) => ctx
+                .engine
+                .drift_as(acting_as.as_ref(), &owner, &set, &default_namespace)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match drift {
             Ok(drift) => {
                 outcome.drift = Some(drift_summary(
                     &drift,
@@ -293,7 +301,9 @@ async fn render(
     revision_text: &str,
     chart: Option<&ResolvedChart>,
 ) -> Result<RenderedSet, Failure> {
-    let (_, name) = key_of(obj);
+    let (ns, name) = key_of(obj);
+    let decryptor =
+        crate::decryption::decryptor(&ctx.client, &ns, obj.spec.decryption.as_ref()).await?;
     let tree = revision.tree_dir.clone();
     let dir = match &spec.path {
         Some(p) => tree.join(p),
@@ -334,6 +344,7 @@ async fn render(
             .build(),
         tools: ctx.tools.clone(),
         boundary: Some(tree.clone()),
+        decryptor,
         ..RenderOptions::default()
     };
     render_options.tools.timeout = spec.timeout;
@@ -384,6 +395,9 @@ async fn sync_objects(
     req.max_prune_fraction = Some(f64::from(spec.max_prune_percent) / 100.0);
     req.rebuild = rebuild;
     req.self_heal = spec.self_heal || rebuild;
+    req.acting_as = ctx
+        .acting_as(obj)
+        .map_err(|e| Failure::new(Reason::ApplyFailed, e.to_string(), false))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     req.progress = Some(tx);
     let engine = async move {

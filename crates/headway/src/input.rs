@@ -1,8 +1,9 @@
 //! Where a command's manifests come from and how they are rendered, shared by `render`, `fetch`,
 //! `diff` and `apply`: a local directory, or a directory of a git repository fetched (depth 1)
 //! into the local cache (its warnings printed on stderr); the render options (`--type`, Helm,
-//! timeout, the capabilities Helm charts see, a remote chart: [`SourceArgs`]); `render`'s output
-//! format ([`RenderArgs`]); and the rendered set that `diff` and `apply` work on.
+//! timeout, the capabilities Helm charts see, a remote chart, the age keys that decrypt SOPS
+//! files: [`SourceArgs`]); `render`'s output format ([`RenderArgs`]); and the rendered set that
+//! `diff` and `apply` work on.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -229,6 +230,10 @@ pub struct SourceArgs {
     /// Seconds kustomize or helm may run before they are killed.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// age private key file (`age-keygen` output) to decrypt SOPS-encrypted manifests with, in
+    /// memory; repeatable. Without it, an encrypted manifest is an error.
+    #[arg(long, value_name = "FILE")]
+    pub decrypt_key: Vec<PathBuf>,
 }
 
 /// `--output`.
@@ -270,6 +275,15 @@ impl SourceArgs {
             ..RenderOptions::default()
         };
         options.tools.timeout = Duration::from_secs(self.timeout);
+        if !self.decrypt_key.is_empty() {
+            let mut keys = headway_decrypt::Keys::new();
+            for file in &self.decrypt_key {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("--decrypt-key {}", file.display()))?;
+                keys.add_text(&format!("--decrypt-key {}", file.display()), &text)?;
+            }
+            options.decryptor = Some(headway_decrypt::SopsDecryptor::new(keys).into_render_hook());
+        }
         Ok(options)
     }
 
@@ -552,6 +566,24 @@ mod tests {
             "/nonexistent.yaml",
         ]);
         assert!(a.options(&chart, &ClusterArgs::default()).is_err());
+        // --decrypt-key is a source argument: every key file is read, a missing one named.
+        let a = args(&[chart.to_str().unwrap()]);
+        assert!(
+            a.options(&chart, &ClusterArgs::default())
+                .unwrap()
+                .decryptor
+                .is_none()
+        );
+        let a = args(&[
+            chart.to_str().unwrap(),
+            "--decrypt-key",
+            "/nonexistent.agekey",
+        ]);
+        let err = a.options(&chart, &ClusterArgs::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("--decrypt-key /nonexistent.agekey"),
+            "{err:#}"
+        );
         assert!(Cli::try_parse_from(["render", "x", "--type", "jsonnet"]).is_err());
         // Something to render: a directory, --repo or --helm-repo.
         let err = Cli::try_parse_from(["render"]).err().unwrap().to_string();

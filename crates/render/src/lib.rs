@@ -56,6 +56,7 @@
 
 pub mod chart;
 mod collect;
+mod decrypt;
 mod error;
 mod options;
 mod plain;
@@ -68,6 +69,7 @@ pub mod output;
 
 use std::path::Path;
 
+pub use decrypt::{DecryptDocument, Decryptor, is_encrypted};
 pub use error::{RenderError, RenderErrors};
 use headway_model::Manifest;
 pub use options::{

@@ -311,6 +311,8 @@ pub struct RenderOptions {
     pub boundary: Option<PathBuf>,
     /// Threads used to parse plain files; default: the available parallelism (at most 8).
     pub parallelism: Option<NonZeroUsize>,
+    /// Decrypts SOPS-encrypted documents; `None`: an encrypted document is an error.
+    pub decryptor: Option<crate::Decryptor>,
 }
 
 #[cfg(test)]

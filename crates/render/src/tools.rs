@@ -8,7 +8,7 @@ use headway_model::Manifest;
 use crate::error::RenderError;
 use crate::options::RenderOptions;
 use crate::tool::{Invocation, search_path, which};
-use crate::{collect, walk, yaml};
+use crate::{collect, decrypt, walk, yaml};
 
 /// `kustomize:<dir>` / `helm:<dir>`: the name tool output carries in source locations, with the
 /// directory relative to the boundary (`.` when it is the boundary).
@@ -18,10 +18,17 @@ fn label(tool: &str, dir: &Path, boundary: &Path) -> String {
     format!("{tool}:{}", if rel.is_empty() { "." } else { &rel })
 }
 
-fn parse_output(text: &str, file: &str, errors: &mut Vec<RenderError>) -> Vec<Manifest> {
+fn parse_output(
+    text: &str,
+    file: &str,
+    input: &Path,
+    options: &RenderOptions,
+    errors: &mut Vec<RenderError>,
+) -> Vec<Manifest> {
     yaml::with_big_stack(|| {
         let (mut docs, mut manifests) = (Vec::new(), Vec::new());
         yaml::parse_stream(text, file, &mut docs, errors);
+        decrypt::decrypt_documents(&mut docs, options.decryptor.as_ref(), Some(input), errors);
         collect::to_manifests(docs, &mut manifests, errors);
         manifests
     })
@@ -75,7 +82,13 @@ pub(crate) fn kustomize(
     }
     .run();
     match run {
-        Ok(out) => parse_output(&out, &label("kustomize", dir, boundary), errors),
+        Ok(out) => parse_output(
+            &out,
+            &label("kustomize", dir, boundary),
+            boundary,
+            options,
+            errors,
+        ),
         Err(e) => {
             errors.push(e);
             Vec::new()
@@ -195,7 +208,13 @@ pub(crate) fn helm(
     .run();
     drop(inline);
     match run {
-        Ok(out) => parse_output(&out, &label("helm", dir, boundary), errors),
+        Ok(out) => parse_output(
+            &out,
+            &label("helm", dir, boundary),
+            boundary,
+            options,
+            errors,
+        ),
         Err(e) => {
             errors.push(e);
             Vec::new()

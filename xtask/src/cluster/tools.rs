@@ -146,6 +146,16 @@ const MODULES: &[GoModule] = &[
         ldflags: no_ldflags,
         version_args: &["version"],
     },
+    GoModule {
+        dir: "sops",
+        targets: &[
+            ("github.com/getsops/sops/v3/cmd/sops", "sops"),
+            ("filippo.io/age/cmd/age-keygen", "age-keygen"),
+        ],
+        ldflags: no_ldflags,
+        // Without the flag, sops asks GitHub for its latest release.
+        version_args: &["--version", "--disable-version-check"],
+    },
 ];
 
 /// The environment every `go` command runs with: fixed caches, no toolchain switching, static binaries.
