@@ -1,2 +1,8 @@
-//! API: the HTTP surface (status, webhooks, rebuild, metrics, the web page); it sees the controller only through model types.
+//! API (temporary: pure parts only).
 #![forbid(unsafe_code)]
+pub mod coalesce;
+pub mod matching;
+pub mod provider;
+pub mod push;
+pub mod repo_url;
+pub mod signature;
