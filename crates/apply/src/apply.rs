@@ -58,6 +58,7 @@ use crate::calls::{Calls, owner_selector};
 use crate::discovery::group_by_resource;
 use crate::engine::{Engine, SyncRequest};
 use crate::health::wait_current;
+use crate::progress::{ProgressStep, SyncProgress, report as report_progress};
 use crate::{ApiCatalog, FIELD_MANAGER, Resolved, error_message};
 
 /// What the engine remembers of an object it applied.
@@ -138,6 +139,15 @@ impl Engine {
                 continue;
             }
             let started = Instant::now();
+            let name = format!("apply {stage}");
+            report_progress(
+                req.progress.as_ref(),
+                SyncProgress::Started {
+                    step: ProgressStep::Apply,
+                    name: name.clone(),
+                    total: manifests.len(),
+                },
+            );
             let mut catalog = self.catalog();
             if manifests
                 .iter()
@@ -183,6 +193,7 @@ impl Engine {
                     timeout,
                     self.options.poll_interval,
                     self.options.concurrency,
+                    None,
                 )
                 .await;
                 if let Some(reason) = waited.failure {
@@ -197,8 +208,17 @@ impl Engine {
             {
                 out.failure = Some(e.to_string());
             }
-            out.timings
-                .push((format!("apply {stage}"), started.elapsed()));
+            report_progress(
+                req.progress.as_ref(),
+                SyncProgress::Finished {
+                    step: ProgressStep::Apply,
+                    name: name.clone(),
+                    count: manifests.len(),
+                    duration: started.elapsed(),
+                    ok: out.failure.is_none(),
+                },
+            );
+            out.timings.push((name, started.elapsed()));
         }
         out
     }
@@ -251,6 +271,9 @@ impl Engine {
                 todo.push(i);
             }
         }
+        let total = manifests.len();
+        let done = std::sync::atomic::AtomicUsize::new(total - todo.len());
+        let done = &done;
         let results: Vec<(usize, Action)> = stream::iter(todo)
             .map(|i| {
                 let resolved = resolved[i]
@@ -258,11 +281,19 @@ impl Engine {
                     .expect("unresolved objects already failed");
                 let before = &before[i];
                 async move {
-                    (
-                        i,
-                        self.apply_one(calls, req, &manifests[i], resolved, before)
-                            .await,
-                    )
+                    let action = self
+                        .apply_one(calls, req, &manifests[i], resolved, before)
+                        .await;
+                    let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    report_progress(
+                        req.progress.as_ref(),
+                        SyncProgress::Advanced {
+                            step: ProgressStep::Apply,
+                            done,
+                            total,
+                        },
+                    );
+                    (i, action)
                 }
             })
             .buffer_unordered(self.options.concurrency.max(1))

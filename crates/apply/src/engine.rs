@@ -30,6 +30,7 @@ use crate::apply::AppliedState;
 use crate::calls::Calls;
 use crate::health::{read_live, wait_current};
 use crate::prepare::{PrepareError, Target, prepare};
+use crate::progress::{ProgressSender, ProgressStep, SyncProgress, report as report_progress};
 use crate::{ApiCatalog, ApplyError, store};
 
 /// Tuning of an [`Engine`].
@@ -86,6 +87,8 @@ pub struct SyncRequest {
     /// Re-apply objects changed or deleted by hand (drift) even when the source did not change.
     /// Off: only objects whose desired state changed since the last apply are applied.
     pub self_heal: bool,
+    /// Where to report progress as the sync runs; `None`: nowhere.
+    pub progress: Option<ProgressSender>,
 }
 
 impl SyncRequest {
@@ -104,6 +107,7 @@ impl SyncRequest {
             max_prune_fraction: None,
             rebuild: false,
             self_heal: true,
+            progress: None,
         }
     }
 
@@ -415,9 +419,28 @@ impl Engine {
                     });
                 }
                 Ok(plan) => {
+                    let candidates = plan.candidates.len();
+                    report_progress(
+                        req.progress.as_ref(),
+                        SyncProgress::Started {
+                            step: ProgressStep::Prune,
+                            name: "prune".into(),
+                            total: candidates,
+                        },
+                    );
                     let pruned = self
                         .delete_objects(&calls, &req.owner, plan.candidates)
                         .await;
+                    report_progress(
+                        req.progress.as_ref(),
+                        SyncProgress::Finished {
+                            step: ProgressStep::Prune,
+                            name: "prune".into(),
+                            count: pruned.counts().deleted,
+                            duration: started.elapsed(),
+                            ok: pruned.is_ok(),
+                        },
+                    );
                     let before = inventory.clone();
                     for c in &pruned.changes {
                         if !matches!(c.action, Action::Failed(_)) {
@@ -444,6 +467,14 @@ impl Engine {
             let started = Instant::now();
             let refs: Vec<&Manifest> = prepared.manifests().iter().collect();
             let catalog = self.catalog();
+            report_progress(
+                req.progress.as_ref(),
+                SyncProgress::Started {
+                    step: ProgressStep::Wait,
+                    name: "wait".into(),
+                    total: refs.len(),
+                },
+            );
             let waited = wait_current(
                 &calls,
                 &catalog,
@@ -452,8 +483,19 @@ impl Engine {
                 req.timeout,
                 self.options.poll_interval,
                 self.options.concurrency,
+                req.progress.as_ref(),
             )
             .await;
+            report_progress(
+                req.progress.as_ref(),
+                SyncProgress::Finished {
+                    step: ProgressStep::Wait,
+                    name: "wait".into(),
+                    count: waited.health.iter().filter(|(_, h)| h.is_current()).count(),
+                    duration: started.elapsed(),
+                    ok: waited.failure.is_none(),
+                },
+            );
             report.health = waited.health;
             if let Some(message) = waited.failure {
                 report.failure = Some(SyncFailure::new(SyncStep::Health, message));

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::calls::{Calls, owner_selector, to_json};
 use crate::discovery::group_by_resource;
+use crate::progress::{ProgressSender, ProgressStep, SyncProgress, report as report_progress};
 use crate::{ApiCatalog, Resolved, error_message};
 
 /// More objects than this of one resource are read with one list.
@@ -149,6 +150,7 @@ pub(crate) struct WaitOutcome {
 }
 
 /// Polls until every object is Current, one is Failed, or `timeout` passes.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn wait_current(
     calls: &Calls,
     catalog: &ApiCatalog,
@@ -157,6 +159,7 @@ pub(crate) async fn wait_current(
     timeout: Duration,
     poll: Duration,
     concurrency: usize,
+    progress: Option<&ProgressSender>,
 ) -> WaitOutcome {
     let deadline = Instant::now() + timeout;
     let mut health: Vec<Option<Health>> = vec![None; manifests.len()];
@@ -176,6 +179,14 @@ pub(crate) async fn wait_current(
             .map(|(m, h)| (m.id.clone(), h.clone().unwrap_or_else(Health::not_found)))
             .collect();
         let listed = || format_not_current(pairs.iter().map(|(id, h)| (id, h)));
+        report_progress(
+            progress,
+            SyncProgress::Advanced {
+                step: ProgressStep::Wait,
+                done: pairs.iter().filter(|(_, h)| h.is_current()).count(),
+                total: pairs.len(),
+            },
+        );
         if pairs.iter().all(|(_, h)| h.is_current()) {
             return WaitOutcome {
                 health: pairs,

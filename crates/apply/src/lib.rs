@@ -42,6 +42,7 @@ mod engine;
 mod error;
 mod health;
 mod prepare;
+mod progress;
 mod prune;
 pub mod store;
 
@@ -53,6 +54,7 @@ pub use engine::{
 pub use error::ApplyError;
 pub use health::LIST_THRESHOLD;
 pub use prepare::{PrepareError, Target, prepare, prepare_with};
+pub use progress::{ProgressSender, ProgressStep, SyncProgress};
 
 /// The field manager of every server-side apply Headway makes.
 pub const FIELD_MANAGER: &str = "headway";

@@ -83,9 +83,55 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
 }
 
-/// `True`/`False`.
-pub fn status_word(value: bool) -> &'static str {
-    if value { "True" } else { "False" }
+/// The status of a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    /// `True`, `False` or `Unknown`, as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+
+    /// The status of a condition as written (anything unexpected is `Unknown`).
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "True" => ConditionStatus::True,
+            "False" => ConditionStatus::False,
+            _ => ConditionStatus::Unknown,
+        }
+    }
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(value: bool) -> Self {
+        if value {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Condition {
+    /// The status as an enum.
+    pub fn status(&self) -> ConditionStatus {
+        ConditionStatus::parse(&self.status)
+    }
 }
 
 /// Finds a condition.
@@ -95,7 +141,7 @@ pub fn get<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition
 
 /// Whether the condition is present with status `True`.
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
-    get(conditions, type_).is_some_and(|c| c.status == "True")
+    get(conditions, type_).is_some_and(|c| c.status() == ConditionStatus::True)
 }
 
 /// Sets (adds or updates) a condition; `lastTransitionTime` becomes `now` only when the status
@@ -104,7 +150,7 @@ pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
 pub fn set(
     conditions: &mut Vec<Condition>,
     type_: &str,
-    status: &str,
+    status: ConditionStatus,
     reason: &str,
     message: &str,
     generation: Option<i64>,
@@ -113,9 +159,9 @@ pub fn set(
     let message = truncate(message, MAX_MESSAGE_BYTES);
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
-            if c.status != status {
+            if c.status() != status {
                 c.last_transition_time = now.to_string();
-                c.status = status.to_string();
+                c.status = status.as_str().to_string();
             }
             c.reason = reason.to_string();
             c.message = message;
@@ -123,7 +169,7 @@ pub fn set(
         }
         None => conditions.push(Condition {
             type_: type_.to_string(),
-            status: status.to_string(),
+            status: status.as_str().to_string(),
             reason: reason.to_string(),
             message,
             last_transition_time: now.to_string(),
@@ -164,13 +210,29 @@ mod tests {
     #[test]
     fn transition_time_moves_only_on_status_change() {
         let mut c = Vec::new();
-        set(&mut c, DRIFTED, "False", REASON_NO_DRIFT, "", Some(1), "t1");
-        set(&mut c, READY, "True", REASON_SUCCEEDED, "ok", Some(1), "t1");
+        set(
+            &mut c,
+            DRIFTED,
+            ConditionStatus::False,
+            REASON_NO_DRIFT,
+            "",
+            Some(1),
+            "t1",
+        );
+        set(
+            &mut c,
+            READY,
+            ConditionStatus::True,
+            REASON_SUCCEEDED,
+            "ok",
+            Some(1),
+            "t1",
+        );
         assert_eq!(c[0].type_, READY, "Ready comes first");
         set(
             &mut c,
             READY,
-            "True",
+            ConditionStatus::True,
             REASON_SUCCEEDED,
             "still ok",
             Some(2),
@@ -180,7 +242,15 @@ mod tests {
         assert_eq!(ready.last_transition_time, "t1");
         assert_eq!(ready.message, "still ok");
         assert_eq!(ready.observed_generation, Some(2));
-        set(&mut c, READY, "False", "RenderFailed", "bad", Some(2), "t3");
+        set(
+            &mut c,
+            READY,
+            ConditionStatus::False,
+            "RenderFailed",
+            "bad",
+            Some(2),
+            "t3",
+        );
         assert_eq!(get(&c, READY).unwrap().last_transition_time, "t3");
         assert!(!is_true(&c, READY));
         assert!(!is_true(&c, STALLED));

@@ -319,6 +319,10 @@ pub struct GitSyncStatus {
     /// The objects of the last applied revision by health (kstatus).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<ObjectCounts>,
+    /// The objects of the last sync that were not Current, with their health (the first
+    /// [`MAX_UNHEALTHY_LISTED`]; `objects` has the counts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unhealthy: Vec<UnhealthyObject>,
     /// Differences between git and the cluster found by the last drift check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftSummary>,
@@ -350,6 +354,45 @@ pub struct ObjectCounts {
     pub unknown: u32,
 }
 
+/// Longest `status.unhealthy` list.
+pub const MAX_UNHEALTHY_LISTED: usize = 50;
+/// Longest `status.drift.details` list.
+pub const MAX_DRIFT_LISTED: usize = 20;
+/// Most field paths kept per drifted object in `status.drift.details`.
+pub const MAX_DRIFT_FIELDS: usize = 10;
+
+/// An object that is not Current.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnhealthyObject {
+    /// Its kind (with the group for non-core kinds, e.g. `Deployment.apps`).
+    pub kind: String,
+    /// Its namespace; absent for cluster-scoped objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// `InProgress`, `Failed`, `Terminating`, `NotFound` or `Unknown` (kstatus).
+    pub health: String,
+    /// Why, when known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// One drifted object: where it differs from git (field paths only, never values).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftedObject {
+    /// `Kind.group/namespace/name`.
+    pub object: String,
+    /// The differing field paths (the first [`MAX_DRIFT_FIELDS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// The object is missing from the cluster.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub missing: bool,
+}
+
 /// The result of a drift check.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -362,6 +405,10 @@ pub struct DriftSummary {
     /// The first drifted objects, `Kind.group/namespace/name: first differing fields`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<String>,
+    /// The first drifted objects with their differing field paths (at most
+    /// [`MAX_DRIFT_LISTED`] objects).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<DriftedObject>,
 }
 
 /// One sync (or rebuild).

@@ -7,10 +7,12 @@
 
 use std::time::SystemTime;
 
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use crate::crd::{ANNOTATION_REBUILD_REQUESTED, ANNOTATION_SYNC_REQUESTED, GitSync};
+use crate::view::{RequestKind, RequestState, request_state};
 
 /// Field manager of the request annotations.
 pub const REQUEST_MANAGER: &str = "headway-request";
@@ -45,7 +47,25 @@ impl Handle {
 
     /// Asks for a rebuild of `namespace/name`: a fresh fetch and a re-apply of every object;
     /// `status.lastRebuild` records its duration. Returns the request's value.
+    ///
+    /// A rebuild asked for while another one is pending or running joins it: the value of that
+    /// request is returned and nothing is written.
     pub async fn rebuild(&self, namespace: &str, name: &str) -> Result<String, RequestError> {
+        let api: Api<GitSync> = Api::namespaced(self.client.clone(), namespace);
+        let current = api.get(name).await.map_err(|source| RequestError {
+            what: "rebuild",
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source,
+        })?;
+        if let Some(value) = current.annotations().get(ANNOTATION_REBUILD_REQUESTED)
+            && matches!(
+                request_state(&current, RequestKind::Rebuild, value),
+                RequestState::Pending | RequestState::Running
+            )
+        {
+            return Ok(value.clone());
+        }
         self.request(namespace, name, ANNOTATION_REBUILD_REQUESTED, "rebuild")
             .await
     }

@@ -25,11 +25,11 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::context::Ctx;
 use crate::crd::GitSync;
-use crate::reconcile::{Ctx, error_policy, reconcile};
-
-/// The name under which Events are reported.
-pub const REPORTER: &str = "headway-controller";
+pub use crate::events::REPORTER;
+use crate::progress::Bus;
+use crate::reconcile::{error_policy, reconcile};
 
 /// How to run the controller.
 #[derive(Debug, Clone)]
@@ -55,6 +55,8 @@ pub struct Options {
     pub engine: EngineOptions,
     /// kustomize/helm location and timeout.
     pub tools: ToolOptions,
+    /// Where the pipeline publishes its progress ([`crate::progress`]); `None`: nowhere.
+    pub progress: Option<Bus>,
 }
 
 impl Options {
@@ -71,6 +73,7 @@ impl Options {
             shutdown_timeout: Duration::from_secs(30),
             engine: EngineOptions::default(),
             tools: ToolOptions::default(),
+            progress: None,
         }
     }
 }
@@ -253,6 +256,7 @@ async fn lead(
         identity: options.identity.clone(),
         store: controller.store(),
         tools: options.tools.clone(),
+        progress: options.progress.clone(),
         memory: Mutex::new(HashMap::new()),
         no_change_events: Mutex::new(HashMap::new()),
     });

@@ -306,7 +306,7 @@ pub fn dependencies_ready(
         let status = dep.status.as_ref();
         let ready = status.and_then(|s| conditions::get(&s.conditions, conditions::READY));
         match ready {
-            Some(c) if c.status == "True" => {
+            Some(c) if c.status() == conditions::ConditionStatus::True => {
                 let observed = status.and_then(|s| s.observed_generation);
                 if observed != dep.metadata.generation {
                     problems.push(format!(
@@ -369,7 +369,7 @@ mod tests {
         conditions::set(
             &mut s.conditions,
             READY,
-            "True",
+            conditions::ConditionStatus::True,
             "ReconciliationSucceeded",
             "",
             None,
@@ -465,7 +465,7 @@ mod tests {
         conditions::set(
             &mut status.conditions,
             RECONCILING,
-            "True",
+            conditions::ConditionStatus::True,
             "Progressing",
             "",
             None,
@@ -544,7 +544,7 @@ mod tests {
         conditions::set(
             &mut status.conditions,
             STALLED,
-            "True",
+            conditions::ConditionStatus::True,
             "RenderFailed",
             "x",
             None,
@@ -624,7 +624,7 @@ mod tests {
         conditions::set(
             &mut failing_status.conditions,
             READY,
-            "False",
+            conditions::ConditionStatus::False,
             "RenderFailed",
             "a.yaml: bad",
             None,

@@ -443,6 +443,13 @@ async fn drift_is_reported_without_self_heal_and_corrected_with_it() -> anyhow::
     assert_eq!(drift.drifted, 1, "{drift:?}");
     assert!(drift.objects[0].contains("settings"), "{drift:?}");
     assert!(drift.objects[0].contains("data.value"), "{drift:?}");
+    // The field paths, per object (never values).
+    assert_eq!(drift.details.len(), 1, "{drift:?}");
+    assert!(drift.details[0].object.ends_with("/settings"), "{drift:?}");
+    assert_eq!(drift.details[0].fields, ["data.value"], "{drift:?}");
+    let summary = headway_controller::summarize(&drifted);
+    assert_eq!(summary.drifted, 1);
+    assert_eq!(summary.drift[0].fields, ["data.value"]);
     assert_eq!(
         condition(drifted.status.as_ref().unwrap(), "Ready")
             .unwrap()
