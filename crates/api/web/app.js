@@ -190,8 +190,13 @@ function checkRebuildDone() {
   renderRebuild();
 }
 
+// Every progress event this page received, as "<run> <event> <stage>" (for whoever debugs the
+// page, and for the browser test).
+window.headwayLog = [];
+
 function onProgress(p) {
   const k = key(p.sync);
+  window.headwayLog.push(`${p.run} ${p.event} ${p.detail || p.stage || ""}`.trim());
   state.progress[k] = p;
   const cell = document.querySelector(`#syncs tr[data-sync="${CSS.escape(k)}"] .progress`);
   if (cell) cell.textContent = progressText(p);
