@@ -106,10 +106,12 @@ impl Metrics {
                 ok,
                 ..
             } => {
-                let mut name = label(stage);
-                if let Some(d) = detail.as_deref().filter(|d| !d.is_empty()) {
-                    name = format!("{name}:{d}");
-                }
+                // Apply stages are told apart by their detail (`apply workloads`, ...).
+                let name = match detail.as_deref().filter(|d| !d.is_empty()) {
+                    Some(d) if d.starts_with(&label(stage)) => d.to_string(),
+                    Some(d) => format!("{} {d}", label(stage)),
+                    None => label(stage),
+                };
                 self.reconcile
                     .get_or_create(&vec![
                         ("sync".into(), sync.clone()),
