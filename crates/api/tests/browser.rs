@@ -276,7 +276,7 @@ async fn rebuild_everything_from_the_page() {
     std::fs::write(dir.join("rebuild-everything.png"), shot).unwrap();
 
     assert!(
-        text.starts_with("Recovered: 1 GitSyncs rebuilt, time to recover "),
+        text.starts_with("Recovered: 1 GitSync rebuilt, time to recover "),
         "{text}"
     );
     let log: Vec<String> = serde_json::from_value(

@@ -164,7 +164,7 @@ function renderRebuild() {
     summary.className = failed ? "fail" : "ok";
     summary.textContent = failed
       ? `Rebuild finished with ${failed} failed of ${entries.length}; time ${seconds(rb.done)}`
-      : `Recovered: ${entries.length} GitSyncs rebuilt, time to recover ${seconds(rb.done)}`;
+      : `Recovered: ${entries.length} GitSync${entries.length === 1 ? "" : "s"} rebuilt, time to recover ${seconds(rb.done)}`;
   } else {
     summary.className = "";
     summary.textContent = `Rebuilding: ${finished}/${entries.length} done, ${seconds((Date.now() - rb.started) / 1000)} so far`;
