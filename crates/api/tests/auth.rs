@@ -358,7 +358,6 @@ async fn status_probes_metrics_and_events() {
         ),
         format!("headway_git_fetch_duration_seconds_count{{sync=\"{sync}\"}}"),
         format!("headway_rebuild_duration_seconds_count{{sync=\"{sync}\",result=\"success\"}}"),
-        "# TYPE headway_webhook_requests counter".to_string(),
         "# EOF".to_string(),
     ] {
         assert!(text.contains(&needle), "{needle} not in\n{text}");

@@ -352,6 +352,20 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
     assert_eq!(answer.status, 413, "{answer:?}");
     assert!(!expected.contains("other") && !expected.contains("hello-branch"));
     assert_eq!(requested(&ns, &names).await, expected);
+
+    let metrics = request(server.address, "GET", "/metrics", &[], b"")
+        .await
+        .unwrap()
+        .body;
+    for needle in [
+        "headway_webhook_requests_total{provider=\"github\",result=\"unauthorized\"} 3",
+        "headway_webhook_requests_total{provider=\"github\",result=\"accepted\"} 1",
+        "headway_webhook_requests_total{provider=\"generic\",result=\"no_match\"} 2",
+        "headway_webhook_requests_total{provider=\"github\",result=\"too_large\"} 1",
+        "headway_webhook_requests_total{provider=\"github\",result=\"ping\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} not in\n{metrics}");
+    }
 }
 
 #[tokio::test]
