@@ -270,6 +270,26 @@ async fn rebuild_everything_from_the_page() {
     )
     .await
     .unwrap();
+    // The summary row follows: its "Last rebuild" cell shows the rebuild's result and stages.
+    // (The table is re-rendered on every reload: find the cell afresh each time.)
+    let cell = format!("{row} td:nth-child(7)");
+    let last_rebuild = wait_for("the row's last rebuild", Duration::from_secs(30), || {
+        let (browser, cell) = (&browser, &cell);
+        async move {
+            let text = match browser.find(Locator::Css(cell)).await {
+                Ok(e) => e.text().await.unwrap_or_default(),
+                Err(e) => e.to_string(),
+            };
+            Ok(if text.starts_with("Succeeded") {
+                Ok(text)
+            } else {
+                Err(text)
+            })
+        }
+    })
+    .await
+    .unwrap();
+    assert!(last_rebuild.contains("fetch"), "{last_rebuild}");
     let shot = browser.screenshot().await.unwrap();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser");
     std::fs::create_dir_all(&dir).unwrap();
