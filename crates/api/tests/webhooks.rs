@@ -343,8 +343,18 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
     // Under the limit, though larger than other endpoints accept: read.
     let mut padded = br#"{"repository":"https://git.example.com/nobody/nothing.git"}"#.to_vec();
     padded.extend(std::iter::repeat_n(b' ', 512 * 1024));
-    let answer = post(&server, "generic", &signed("generic", "", SECRET, &padded), &padded).await;
-    assert_eq!((answer.status, answer.json()["result"].as_str()), (202, Some("no match")), "{answer:?}");
+    let answer = post(
+        &server,
+        "generic",
+        &signed("generic", "", SECRET, &padded),
+        &padded,
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.json()["result"].as_str()),
+        (202, Some("no match")),
+        "{answer:?}"
+    );
     // Over the body limit: refused before anything else.
     let big = vec![b' '; headway_api::DEFAULT_BODY_LIMIT + 1];
     let answer = post(
