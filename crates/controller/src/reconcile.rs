@@ -11,18 +11,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use headway_model::prune::SyncOwner;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
 use crate::conditions::Reason;
-use crate::context::key_of;
 pub use crate::context::{Ctx, NoChangeSeries};
+use crate::context::{Key, key_of};
 use crate::crd::{DeletionPolicy, EffectiveSpec, FINALIZER, GitSync, GitSyncStatus};
 pub use crate::events::{EventType, REASON_NO_CHANGE};
 use crate::events::{emit, publish};
@@ -213,11 +213,10 @@ async fn sync(
     );
     tracker.run_started();
     let outcome = crate::steps::pipeline(ctx, &obj, spec, trigger, rebuild, &mut tracker).await;
-    // No progress write may land after the final one.
-    writer.stop().await;
     let end = SystemTime::now();
     let elapsed = clock.elapsed();
-    tracker.run_finished(&outcome, elapsed);
+    // No progress write may land after the final one.
+    writer.stop().await;
 
     let run = Run {
         rebuild,
@@ -229,7 +228,9 @@ async fn sync(
     let next = status::finished(obj.status.as_ref(), &started, &run, &outcome);
     let action = match &outcome.result {
         RunResult::StillStalled => {
-            write_status(&ctx.client, &obj, &next.status).await?;
+            let written = write_status(&ctx.client, &obj, &next.status).await;
+            tracker.run_finished(&outcome, elapsed);
+            written?;
             ctx.update_memory(&key, |m| m.succeeded(end));
             return Ok(Action::requeue(spec.interval));
         }
@@ -252,7 +253,10 @@ async fn sync(
     // The Events go out before the status write, as they always did: a client that sees the
     // final status finds the Event already there.
     emit(ctx, &obj, &next.emit).await;
-    write_status(&ctx.client, &obj, &next.status).await?;
+    let written = write_status(&ctx.client, &obj, &next.status).await;
+    // After the write: a listener that reads the GitSync on RunFinished sees the result.
+    tracker.run_finished(&outcome, elapsed);
+    written?;
     Ok(action)
 }
 
@@ -272,11 +276,7 @@ impl ProgressWriter {
         mut messages: watch::Receiver<String>,
     ) -> Self {
         let (stop, mut stopped) = oneshot::channel::<()>();
-        let obj = GitSync {
-            metadata: obj.meta().clone(),
-            spec: obj.spec.clone(),
-            status: None,
-        };
+        let key = key_of(obj);
         let generation = obj.metadata.generation;
         let task = tokio::spawn(async move {
             let mut last = String::new();
@@ -294,7 +294,7 @@ impl ProgressWriter {
                     continue;
                 }
                 let status = status::in_progress(&started, &message, generation, SystemTime::now());
-                if let Err(e) = write_status(&client, &obj, &status).await {
+                if let Err(e) = write_status_of(&client, &key, &status).await {
                     warn!(error = %e, "writing the progress of a sync");
                 }
                 last = message;
@@ -382,7 +382,15 @@ async fn write_status(
     obj: &GitSync,
     status: &GitSyncStatus,
 ) -> Result<(), ReconcileError> {
-    let (ns, name) = key_of(obj);
+    write_status_of(client, &key_of(obj), status).await
+}
+
+async fn write_status_of(
+    client: &kube::Client,
+    (ns, name): &Key,
+    status: &GitSyncStatus,
+) -> Result<(), ReconcileError> {
+    let (ns, name) = (ns.clone(), name.clone());
     let api: Api<GitSync> = Api::namespaced(client.clone(), &ns);
     let body = json!({
         "apiVersion": format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION),

@@ -259,3 +259,84 @@ async fn a_sync_publishes_its_stages_and_the_cache_shows_the_result() -> anyhow:
     controller.stop().await?;
     Ok(())
 }
+
+/// A claim that never binds (no such StorageClass): it stays InProgress.
+const PENDING_CLAIM: &str = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  storageClassName: headway-test-none\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Mi\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconciling_names_the_stage_and_status_lists_unhealthy_objects() -> anyhow::Result<()> {
+    let Some(cluster) = headway_tests::cluster().await else {
+        return Ok(());
+    };
+    if !git_enabled("reconciling_names_the_stage_and_status_lists_unhealthy_objects") {
+        return Ok(());
+    }
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("ctl-stage").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+
+    let upstream = Upstream::new();
+    upstream
+        .write("config.yaml", &configmap_yaml("settings", "one"))
+        .write("claim.yaml", PENDING_CLAIM);
+    upstream.commit("a claim that never binds");
+    let (_daemon, url) = git_daemon(&upstream);
+    let controller = start_controller(&cluster, &ns.name, "stage-a").await?;
+    // The wait lasts the timeout (6 s): long enough for the stage to be written (after 1 s).
+    create_gitsync(
+        &ns,
+        "site",
+        &url,
+        serde_json::json!({"interval": "1h", "timeout": "6s"}),
+    )
+    .await?;
+    wait_status(
+        &ns,
+        "site",
+        "Reconciling=True naming the wait stage",
+        Duration::from_secs(60),
+        |_, s| {
+            condition(s, "Reconciling").is_some_and(|(st, reason, message)| {
+                st == "True" && reason == "Progressing" && message == "waiting for 1 object"
+            })
+        },
+    )
+    .await?;
+    let failed = wait_status(
+        &ns,
+        "site",
+        "Ready=False/HealthCheckFailed",
+        Duration::from_secs(60),
+        |_, s| condition(s, "Ready").is_some_and(|(_, reason, _)| reason == "HealthCheckFailed"),
+    )
+    .await?;
+    let status = failed.status.clone().unwrap();
+    assert_eq!(status.unhealthy.len(), 1, "{:?}", status.unhealthy);
+    let claim = &status.unhealthy[0];
+    assert_eq!(
+        (
+            claim.kind.as_str(),
+            claim.namespace.as_deref(),
+            claim.name.as_str(),
+            claim.health.as_str()
+        ),
+        (
+            "PersistentVolumeClaim",
+            Some(ns.name.as_str()),
+            "data",
+            "InProgress"
+        ),
+        "{claim:?}"
+    );
+    let objects = status.objects.clone().unwrap();
+    assert_eq!(
+        (objects.total, objects.current, objects.in_progress),
+        (2, 1, 1)
+    );
+    let summary = summarize(&failed);
+    assert_eq!(summary.phase, Phase::Failed);
+    assert_eq!(summary.unhealthy[0].name, "data");
+    assert_eq!(summary.reason.as_deref(), Some("HealthCheckFailed"));
+    controller.stop().await?;
+    Ok(())
+}
