@@ -2,17 +2,21 @@
 //! port: `git daemon` (git://), `lighttpd` running `git http-backend` as CGI behind basic auth
 //! (http://), and `sshd` with its own config, host key and authorized key (ssh://).
 //!
-//! Servers are child processes killed on drop (by the PID of the child). The tests that need them
+//! Servers are [`Guarded`] child processes: each runs in a process group of its own, killed with
+//! everything it forked when the [`Server`] is dropped or when the test binary ends in any way
+//! (see [`crate::process`]), so no server outlives its test binary. The tests that need them
 //! run only when `HEADWAY_GIT_TESTS=1`; then a missing binary is a failure, not a skip.
 //! Used by the source tests, the CLI's `--repo` tests and the controller's end-to-end tests.
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+use crate::process::Guarded;
 
 /// Whether the server tests should run; prints why not otherwise.
 pub fn enabled(test: &str) -> bool {
@@ -187,9 +191,9 @@ impl Upstream {
     }
 }
 
-/// A server child process, killed on drop.
+/// A server child process, killed (with its process group) on drop.
 pub struct Server {
-    child: Child,
+    child: Guarded,
     pub port: u16,
     log: PathBuf,
     _dir: Option<TempDir>,
@@ -202,9 +206,8 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        let child =
+            Guarded::spawn(&mut command).unwrap_or_else(|e| panic!("start {command:?}: {e}"));
         let mut server = Server {
             child,
             port,
@@ -237,15 +240,13 @@ impl Server {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The server's process id (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server now (same as dropping it).
     pub fn stop(self) {}
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `git daemon` exporting `upstream.srv`: URL `git://127.0.0.1:<port>/repo.git`.

@@ -6,7 +6,9 @@
 //! and the test returns early, printing why; with it, a missing or unreachable cluster is a failure.
 #![forbid(unsafe_code)]
 
+pub mod charts;
 pub mod git;
+pub mod process;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

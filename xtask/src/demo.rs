@@ -4,10 +4,11 @@
 //! rebuild, with the time it took reported by the controller itself (status.lastRebuild).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
+use headway_tests::process::Guarded;
 
 use crate::cluster::{Cluster, Options as ClusterOptions};
 use crate::gitserve::{GitDaemon, git};
@@ -29,20 +30,19 @@ const SYNC: &str = "demo-shop";
 /// A child process killed on drop (unless kept).
 struct Background {
     name: &'static str,
-    child: Option<Child>,
+    child: Option<Guarded>,
 }
 
 impl Background {
     fn keep(mut self) -> u32 {
-        self.child.take().map(|c| c.id()).unwrap_or_default()
+        self.child.take().map(Guarded::detach).unwrap_or_default()
     }
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill();
             println!("demo: stopped {}", self.name);
         }
     }
@@ -112,25 +112,26 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let controller = Background {
         name: "headway controller",
         child: Some(
-            Command::new(&headway)
-                .args([
-                    "controller",
-                    "--namespace",
-                    NAMESPACE,
-                    "--lease-namespace",
-                    "headway-system",
-                    "--lease-name",
-                    "headway-demo",
-                    "--cache-dir",
-                ])
-                .arg(dir.join("cache"))
-                .env("KUBECONFIG", &kubeconfig)
-                .env("PATH", path_with(&paths.bin()))
-                .stdin(Stdio::null())
-                .stdout(log_file.try_clone()?)
-                .stderr(log_file)
-                .spawn()
-                .context("start headway controller")?,
+            Guarded::spawn(
+                Command::new(&headway)
+                    .args([
+                        "controller",
+                        "--namespace",
+                        NAMESPACE,
+                        "--lease-namespace",
+                        "headway-system",
+                        "--lease-name",
+                        "headway-demo",
+                        "--cache-dir",
+                    ])
+                    .arg(dir.join("cache"))
+                    .env("KUBECONFIG", &kubeconfig)
+                    .env("PATH", path_with(&paths.bin()))
+                    .stdin(Stdio::null())
+                    .stdout(log_file.try_clone()?)
+                    .stderr(log_file),
+            )
+            .context("start headway controller")?,
         ),
     };
     println!("demo: headway controller running (logs: {})", log.display());

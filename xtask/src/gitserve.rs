@@ -1,12 +1,14 @@
 //! Git for xtask's benchmarks and demo: running `git` with no user or system configuration and a
-//! fixed identity, and a `git daemon` on a free port of 127.0.0.1, killed on drop.
+//! fixed identity, and a `git daemon` on a free port of 127.0.0.1, killed on drop and when xtask
+//! ends in any way (its process group, through [`Guarded`]).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
+use headway_tests::process::Guarded;
 
 /// Runs `git ARGS` in `dir`; fails with git's stderr.
 pub fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
@@ -32,7 +34,7 @@ pub fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
 
 /// `git daemon` exporting every repository under a directory; killed on drop unless kept.
 pub struct GitDaemon {
-    child: Option<Child>,
+    child: Option<Guarded>,
     pub port: u16,
 }
 
@@ -40,23 +42,24 @@ impl GitDaemon {
     /// Starts it on a free port and returns once it accepts connections.
     pub fn start(base: &Path) -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new("git")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start git daemon (Debian package git)")?;
+        let child = Guarded::spawn(
+            Command::new("git")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .args([
+                    "daemon",
+                    "--reuseaddr",
+                    "--export-all",
+                    "--listen=127.0.0.1",
+                ])
+                .arg(format!("--port={port}"))
+                .arg(format!("--base-path={}", base.display()))
+                .arg(base)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .context("start git daemon (Debian package git)")?;
         let mut daemon = GitDaemon {
             child: Some(child),
             port,
@@ -86,15 +89,6 @@ impl GitDaemon {
 
     /// Leaves the daemon running after this value is dropped; returns its PID.
     pub fn keep(mut self) -> u32 {
-        self.child.take().map(|c| c.id()).unwrap_or_default()
-    }
-}
-
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.take().map(Guarded::detach).unwrap_or_default()
     }
 }

@@ -7,8 +7,11 @@ mod cluster;
 mod codegen;
 mod demo;
 mod gitserve;
+mod leftovers;
 mod paths;
 mod test;
+#[cfg(test)]
+mod tidy;
 
 use clap::{Parser, Subcommand};
 

@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
@@ -17,6 +17,7 @@ use headway_api::{AppState, Config};
 use headway_controller::progress::Bus;
 use headway_controller::view::{Phase, SyncKey, Syncs, summarize};
 use headway_tests::git::{Upstream, free_port, git_daemon};
+use headway_tests::process::Guarded;
 use headway_tests::wait_for;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -24,15 +25,6 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::PostParams;
 use serde_json::json;
 use support::create_sync;
-
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn enabled() -> bool {
     if std::env::var("HEADWAY_BROWSER_TESTS").is_ok_and(|v| v == "1") {
@@ -170,14 +162,14 @@ async fn rebuild_everything_from_the_page() {
 
     // chromedriver and a headless Chromium with a fresh profile.
     let port = free_port();
-    let driver = Driver(
+    // A Guarded child: chromedriver and the Chromium it starts are killed together.
+    let driver = Guarded::spawn(
         Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting chromedriver (Debian package chromium-driver)"),
-    );
+            .stderr(Stdio::null()),
+    )
+    .expect("starting chromedriver (Debian package chromium-driver)");
     let profile = tempfile::tempdir().unwrap();
     let mut caps = serde_json::Map::new();
     caps.insert(

@@ -1,6 +1,7 @@
 //! Staged server-side apply of a prepared set, with change detection.
 //!
-//! Each [`Stage`] is applied with at most [`EngineOptions::concurrency`] requests in flight,
+//! Each [`Stage`](headway_model::order::Stage) is applied with at most
+//! [`EngineOptions::concurrency`](crate::EngineOptions::concurrency) requests in flight,
 //! started in apply order; after the Definitions and Classes stages the engine waits until their
 //! objects are Current (CRDs Established, Namespaces Active), and after Definitions it re-runs
 //! discovery when a CRD changed, so custom resources of CRDs applied in the same sync resolve. A
@@ -22,7 +23,7 @@
 //! re-applied.
 //!
 //! The memory is per process, so the inventory keeps a stamp of each object as the apply left it
-//! ([`LiveStamp`]: the generation and a 32-bit tag of the uid, or for kinds without a generation
+//! ([`LiveStamp`](headway_model::inventory::LiveStamp): the generation and a 32-bit tag of the uid, or for kinds without a generation
 //! the resourceVersion). An object the engine does not remember (after a restart) is skipped when
 //! its inventory entry has a stamp that the live object still matches, with the same digest
 //! (prefix) and the same checks of deletion, labels and annotations as above; it is remembered
@@ -38,15 +39,16 @@
 //! With self-heal off, an object is applied only when its digest differs from the one recorded
 //! in the inventory (a change in the source); hand edits and deletions are left alone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use headway_model::changeset::{Action, ChangeSet};
-use headway_model::inventory::{DigestPrefix, Inventory, LiveStamp};
+use headway_model::inventory::{DigestPrefix, Inventory};
 use headway_model::order::into_stages;
-use headway_model::prune::{SyncOwner, force_enabled};
-use headway_model::{Digest, Manifest, ObjectRef};
+use headway_model::recreate::{ANNOTATION_FORCE, FORCE_ENABLED, force_enabled, is_recreate_error};
+use headway_model::{Manifest, SyncOwner};
 use kube::api::{
     DeleteParams, DynamicObject, ObjectMeta, PartialObjectMeta, Patch, PatchParams, Preconditions,
 };
@@ -54,32 +56,13 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::calls::{Calls, owner_selector};
-use crate::discovery::group_by_resource;
-use crate::engine::{Engine, SyncRequest};
+use crate::calls::{FIELD_MANAGER, Listing, list_by_resource};
+use crate::discovery::{ApiCatalog, Resolved, group_by_resource};
+use crate::error::error_message;
 use crate::health::wait_current;
-use crate::progress::{ProgressStep, SyncProgress, report as report_progress};
-use crate::{ApiCatalog, FIELD_MANAGER, Resolved, error_message};
-
-/// What the engine remembers of an object it applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct AppliedState {
-    pub digest: Digest,
-    pub uid: String,
-    pub generation: Option<i64>,
-    pub resource_version: String,
-}
-
-impl AppliedState {
-    fn of(digest: &Digest, meta: &ObjectMeta) -> Option<Self> {
-        Some(AppliedState {
-            digest: *digest,
-            uid: meta.uid.clone()?,
-            generation: meta.generation.filter(|g| *g > 0),
-            resource_version: meta.resource_version.clone()?,
-        })
-    }
-}
+use crate::memory::AppliedState;
+use crate::op::Op;
+use crate::progress::{ProgressSender, ProgressStep, SyncProgress, report as report_progress};
 
 /// What was known of an object before it was applied.
 #[derive(Debug, Clone)]
@@ -94,7 +77,7 @@ enum Before {
 
 /// How to decide which objects to apply.
 #[derive(Debug, Clone, Copy)]
-enum Detect<'a> {
+pub(crate) enum Detect<'a> {
     /// Against the live objects and the engine's memory, seeded from the stamps of the previous
     /// inventory for objects it does not remember (self-heal).
     Live(&'a Inventory),
@@ -102,6 +85,21 @@ enum Detect<'a> {
     Inventory(&'a Inventory),
     /// Apply everything.
     All,
+}
+
+/// What to apply for, and how.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ApplyInput<'a> {
+    /// The sync applying.
+    pub owner: &'a SyncOwner,
+    pub detect: Detect<'a>,
+    /// Delete and recreate every object whose apply fails on an immutable field (per object: the
+    /// annotation [`ANNOTATION_FORCE`]).
+    pub force: bool,
+    /// The sync's longest wait; a stage waits at most this and the stage timeout.
+    pub timeout: Duration,
+    /// Where to report each stage started and finished, and each object applied.
+    pub progress: Option<&'a ProgressSender>,
 }
 
 /// The result of the apply step of a sync.
@@ -112,487 +110,420 @@ pub(crate) struct ApplyOutcome {
     pub timings: Vec<(String, Duration)>,
 }
 
-impl Engine {
-    /// Applies a prepared set stage by stage.
-    pub(crate) async fn apply_set(
-        &self,
-        calls: &Calls,
-        req: &SyncRequest,
-        manifests: &[Manifest],
-        previous: &Inventory,
-    ) -> ApplyOutcome {
-        let detect = if req.rebuild {
-            Detect::All
-        } else if req.self_heal {
-            Detect::Live(previous)
-        } else {
-            Detect::Inventory(previous)
-        };
-        let mut out = ApplyOutcome::default();
-        for (stage, manifests) in into_stages(manifests.to_vec()) {
-            if let Some(failure) = &out.failure {
-                let first_line = failure.lines().next().unwrap_or_default().to_string();
-                for m in manifests {
-                    out.changes
-                        .push(m.id, Action::Skipped(format!("not applied: {first_line}")));
-                }
-                continue;
+/// Applies a prepared set stage by stage.
+pub(crate) async fn apply_set(
+    op: &Op<'_>,
+    input: &ApplyInput<'_>,
+    manifests: &[Manifest],
+) -> ApplyOutcome {
+    let mut out = ApplyOutcome::default();
+    for (stage, manifests) in into_stages(manifests.to_vec()) {
+        if let Some(failure) = &out.failure {
+            let first_line = failure.lines().next().unwrap_or_default().to_string();
+            for m in manifests {
+                out.changes
+                    .push(m.id, Action::Skipped(format!("not applied: {first_line}")));
             }
-            let started = Instant::now();
-            let name = format!("apply {stage}");
-            report_progress(
-                req.progress.as_ref(),
-                SyncProgress::Started {
-                    step: ProgressStep::Apply,
-                    name: name.clone(),
-                    total: manifests.len(),
-                },
-            );
-            let mut catalog = self.catalog();
-            if manifests
-                .iter()
-                .any(|m| catalog.resolve(&m.api_version, &m.id.kind).is_none())
-            {
-                // Kinds served since the last discovery (e.g. CRDs applied by another sync).
-                match self.refresh_discovery(calls).await {
-                    Ok(c) => catalog = c,
-                    Err(e) => warn!(error = %e, "re-running discovery"),
-                }
-            }
-            let actions = self
-                .apply_stage(calls, req, &catalog, &manifests, detect)
-                .await;
-            let failed = actions
-                .iter()
-                .filter(|a| matches!(a, Action::Failed(_)))
-                .count();
-            let changed_crd = manifests.iter().zip(&actions).any(|(m, a)| {
-                m.id.kind == "CustomResourceDefinition"
-                    && matches!(a, Action::Created | Action::Configured)
-            });
-            for (m, action) in manifests.iter().zip(actions) {
-                debug!(object = %m.id, %action, "applied");
-                out.changes.push(m.id.clone(), action);
-            }
-            info!(sync = %req.owner, %stage, objects = manifests.len(), elapsed_ms = started.elapsed().as_millis() as u64, "stage applied");
-            if failed > 0 {
-                out.failure = Some(format!(
-                    "{failed} object(s) failed to apply in the {stage} stage"
-                ));
-            } else if stage.waits() {
-                let refs: Vec<&Manifest> = manifests.iter().collect();
-                let timeout = self
-                    .options
-                    .stage_timeout
-                    .min(req.timeout.max(Duration::from_secs(1)));
-                let waited = wait_current(
-                    calls,
-                    &catalog,
-                    &req.owner,
-                    &refs,
-                    timeout,
-                    self.options.poll_interval,
-                    self.options.concurrency,
-                    None,
-                )
-                .await;
-                if let Some(reason) = waited.failure {
-                    warn!(sync = %req.owner, %stage, %reason, "stage did not become ready");
-                    out.failure = Some(format!("the {stage} stage did not become ready: {reason}"));
-                }
-            }
-            if out.failure.is_none()
-                && stage.rediscover_after()
-                && changed_crd
-                && let Err(e) = self.refresh_discovery(calls).await
-            {
-                out.failure = Some(e.to_string());
-            }
-            report_progress(
-                req.progress.as_ref(),
-                SyncProgress::Finished {
-                    step: ProgressStep::Apply,
-                    name: name.clone(),
-                    count: manifests.len(),
-                    duration: started.elapsed(),
-                    ok: out.failure.is_none(),
-                },
-            );
-            out.timings.push((name, started.elapsed()));
+            continue;
         }
-        out
-    }
-
-    /// Applies the objects of one stage; the actions are in the order of `manifests`.
-    async fn apply_stage(
-        &self,
-        calls: &Calls,
-        req: &SyncRequest,
-        catalog: &ApiCatalog,
-        manifests: &[Manifest],
-        detect: Detect<'_>,
-    ) -> Vec<Action> {
-        let mut actions: Vec<Option<Action>> = vec![None; manifests.len()];
-        let mut resolved: Vec<Option<Resolved>> = Vec::with_capacity(manifests.len());
-        for (i, m) in manifests.iter().enumerate() {
-            let r = catalog.resolve(&m.api_version, &m.id.kind).cloned();
-            if r.is_none() {
-                actions[i] = Some(Action::Failed(format!(
-                    "{} {} is not served by the API server",
-                    m.api_version, m.id.kind
-                )));
-            }
-            resolved.push(r);
-        }
-        // Objects the inventory says are unchanged in the source (no self-heal).
-        if let Detect::Inventory(previous) = detect {
-            for (i, m) in manifests.iter().enumerate() {
-                let same = previous.entries.get(&m.id).is_some_and(|e| {
-                    e.api_version == m.api_version && DigestPrefix::of(&m.digest) == e.digest
-                });
-                if same && actions[i].is_none() {
-                    actions[i] = Some(Action::Unchanged);
-                }
-            }
-        }
-        let before = self
-            .list_before(calls, &req.owner, manifests, &resolved, &actions)
-            .await;
-        let mut todo: Vec<usize> = Vec::new();
-        for i in 0..manifests.len() {
-            if actions[i].is_some() {
-                continue;
-            }
-            if let Detect::Live(previous) = detect
-                && self.unchanged_since_applied(&req.owner, &manifests[i], &before[i], previous)
-            {
-                actions[i] = Some(Action::Unchanged);
-            } else {
-                todo.push(i);
-            }
-        }
-        let total = manifests.len();
-        let done = std::sync::atomic::AtomicUsize::new(total - todo.len());
-        let done = &done;
-        let results: Vec<(usize, Action)> = stream::iter(todo)
-            .map(|i| {
-                let resolved = resolved[i]
-                    .as_ref()
-                    .expect("unresolved objects already failed");
-                let before = &before[i];
-                async move {
-                    let action = self
-                        .apply_one(calls, req, &manifests[i], resolved, before)
-                        .await;
-                    let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    report_progress(
-                        req.progress.as_ref(),
-                        SyncProgress::Advanced {
-                            step: ProgressStep::Apply,
-                            done,
-                            total,
-                        },
-                    );
-                    (i, action)
-                }
-            })
-            .buffer_unordered(self.options.concurrency.max(1))
-            .collect()
-            .await;
-        for (i, action) in results {
-            actions[i] = Some(action);
-        }
-        actions
-            .into_iter()
-            .map(|a| a.expect("every object decided"))
-            .collect()
-    }
-
-    /// The live metadata of the objects still undecided, one list per resource.
-    async fn list_before(
-        &self,
-        calls: &Calls,
-        owner: &SyncOwner,
-        manifests: &[Manifest],
-        resolved: &[Option<Resolved>],
-        decided: &[Option<Action>],
-    ) -> Vec<Before> {
-        let groups = group_by_resource(
-            resolved
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| decided[*i].is_none())
-                .filter_map(|(i, r)| r.as_ref().map(|r| (i, r))),
+        let started = Instant::now();
+        let name = format!("apply {stage}");
+        report_progress(
+            input.progress,
+            SyncProgress::Started {
+                step: ProgressStep::Apply,
+                name: name.clone(),
+                total: manifests.len(),
+            },
         );
-        let selector = owner_selector(owner);
-        let mut before = vec![Before::Unknown; manifests.len()];
-        // One list per resource, concurrently.
-        let listed: Vec<_> = stream::iter(groups.into_values())
-            .map(|(r, indices)| {
-                let selector = &selector;
-                async move {
-                    let namespaces: BTreeSet<Option<String>> = indices
-                        .iter()
-                        .map(|&i| manifests[i].id.namespace.clone())
-                        .collect();
-                    let result = calls.list_metadata(&r, selector, &namespaces).await;
-                    (r, indices, result)
-                }
-            })
-            .buffer_unordered(self.options.concurrency.max(1))
-            .collect()
-            .await;
-        for (r, indices, result) in listed {
-            match result {
-                Ok(mut items) => {
-                    for i in indices {
-                        let id = &manifests[i].id;
-                        before[i] = match items.remove(&(id.namespace.clone(), id.name.clone())) {
-                            Some(meta) => Before::Live(Box::new(meta)),
-                            None => Before::NotListed,
-                        };
-                    }
-                }
-                Err(e) => {
-                    warn!(resource = %r.resource.plural, error = %error_message(&e), "listing live objects; applying them all")
-                }
-            }
-        }
-        before
-    }
-
-    /// Whether the engine's memory, or for an object it does not remember the stamp of the
-    /// previous inventory, proves the live object is what it applied (see the module
-    /// documentation). An object proven by the inventory is remembered from then on.
-    fn unchanged_since_applied(
-        &self,
-        owner: &SyncOwner,
-        m: &Manifest,
-        before: &Before,
-        previous: &Inventory,
-    ) -> bool {
-        let Before::Live(live) = before else {
-            return false;
-        };
-        let meta = &live.metadata;
-        let labels_in_place = meta.deletion_timestamp.is_none()
-            && contains_all(m.object.pointer("/metadata/labels"), meta.labels.as_ref())
-            && contains_all(
-                m.object.pointer("/metadata/annotations"),
-                meta.annotations.as_ref(),
-            );
-        let key = (owner.clone(), m.id.clone());
-        let mut applied = self.applied.lock().expect("applied cache lock");
-        if let Some(state) = applied.get(&key) {
-            let same_version = match state.generation {
-                Some(g) => meta.generation == Some(g),
-                None => meta.resource_version.as_deref() == Some(state.resource_version.as_str()),
-            };
-            return state.digest == m.digest
-                && labels_in_place
-                && meta.uid.as_deref() == Some(state.uid.as_str())
-                && same_version;
-        }
-        // Not remembered (a restarted engine): the stamp the inventory recorded after the apply.
-        let Some(entry) = previous.entries.get(&m.id) else {
-            return false;
-        };
-        let (Some(stamp), Some(uid), Some(rv)) = (
-            entry.live,
-            meta.uid.as_deref(),
-            meta.resource_version.as_deref(),
-        ) else {
-            return false;
-        };
-        let proven = entry.api_version == m.api_version
-            && entry.digest.matches(&m.digest)
-            && labels_in_place
-            && stamp.matches(uid, meta.generation.filter(|g| *g > 0), rv);
-        if proven && let Some(state) = AppliedState::of(&m.digest, meta) {
-            applied.insert(key, state);
-        }
-        proven
-    }
-
-    /// The stamp to record in the inventory for an object applied (or proven unchanged) with
-    /// this digest, from the engine's memory.
-    pub(crate) fn stamp(&self, owner: &SyncOwner, m: &Manifest) -> Option<LiveStamp> {
-        let applied = self.applied.lock().expect("applied cache lock");
-        let state = applied.get(&(owner.clone(), m.id.clone()))?;
-        if state.digest != m.digest {
-            return None;
-        }
-        LiveStamp::new(&state.uid, state.generation, &state.resource_version)
-    }
-
-    fn remember(&self, owner: &SyncOwner, m: &Manifest, meta: &ObjectMeta) {
-        let mut applied = self.applied.lock().expect("applied cache lock");
-        match AppliedState::of(&m.digest, meta) {
-            Some(state) => applied.insert((owner.clone(), m.id.clone()), state),
-            None => applied.remove(&(owner.clone(), m.id.clone())),
-        };
-    }
-
-    pub(crate) fn forget(&self, owner: &SyncOwner, id: &ObjectRef) {
-        self.applied
-            .lock()
-            .expect("applied cache lock")
-            .remove(&(owner.clone(), id.clone()));
-    }
-
-    /// Applies one object; recreates it on an immutable-field error when opted in.
-    async fn apply_one(
-        &self,
-        calls: &Calls,
-        req: &SyncRequest,
-        m: &Manifest,
-        resolved: &Resolved,
-        before: &Before,
-    ) -> Action {
-        let api = calls.api(resolved, m.id.namespace.as_deref());
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        calls.count();
-        let error = match api
-            .patch(&m.id.name, &params, &Patch::Apply(&m.object))
-            .await
+        let mut catalog = op.catalog();
+        if manifests
+            .iter()
+            .any(|m| catalog.resolve(&m.api_version, &m.id.kind).is_none())
         {
-            Ok(after) => {
-                let action = self.classify(&req.owner, m, before, &after.metadata);
-                self.remember(&req.owner, m, &after.metadata);
-                return action;
+            // Kinds served since the last discovery (e.g. CRDs applied by another sync).
+            match op.rediscover().await {
+                Ok(c) => catalog = c,
+                Err(e) => warn!(error = %e, "re-running discovery"),
             }
-            Err(e) => e,
-        };
-        self.forget(&req.owner, &m.id);
-        let kube::Error::Api(status) = &error else {
-            return Action::Failed(error_message(&error));
-        };
-        if !headway_model::prune::is_recreate_error(status.code, &status.reason, &status.message) {
-            return Action::Failed(error_message(&error));
         }
-        if !(req.force || force_enabled(&m.object)) {
-            return Action::Failed(format!(
-                "{}; an immutable field changed: set the annotation {}: {} on the object (or force on the sync) to delete and recreate it",
-                error_message(&error),
-                headway_model::prune::ANNOTATION_FORCE,
-                headway_model::prune::FORCE_ENABLED,
+        let actions = apply_stage(op, input, &catalog, &manifests).await;
+        let failed = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Failed(_)))
+            .count();
+        let changed_crd = manifests.iter().zip(&actions).any(|(m, a)| {
+            m.id.kind == "CustomResourceDefinition"
+                && matches!(a, Action::Created | Action::Configured)
+        });
+        for (m, action) in manifests.iter().zip(actions) {
+            debug!(object = %m.id, %action, "applied");
+            out.changes.push(m.id.clone(), action);
+        }
+        info!(sync = %input.owner, %stage, objects = manifests.len(), elapsed_ms = started.elapsed().as_millis() as u64, "stage applied");
+        if failed > 0 {
+            out.failure = Some(format!(
+                "{failed} object(s) failed to apply in the {stage} stage"
             ));
+        } else if stage.waits() {
+            let refs: Vec<&Manifest> = manifests.iter().collect();
+            let timeout = op
+                .stage_timeout
+                .min(input.timeout.max(Duration::from_secs(1)));
+            let waited = wait_current(op, &catalog, input.owner, &refs, timeout, None).await;
+            if let Some(reason) = waited.failure {
+                warn!(sync = %input.owner, %stage, %reason, "stage did not become ready");
+                out.failure = Some(format!("the {stage} stage did not become ready: {reason}"));
+            }
         }
-        info!(object = %m.id, reason = %status.message, "immutable field changed: recreating");
-        match self.recreate(calls, &api, m).await {
-            Ok(meta) => {
-                self.remember(&req.owner, m, &meta);
+        if out.failure.is_none()
+            && stage.rediscover_after()
+            && changed_crd
+            && let Err(e) = op.rediscover().await
+        {
+            out.failure = Some(e.to_string());
+        }
+        report_progress(
+            input.progress,
+            SyncProgress::Finished {
+                step: ProgressStep::Apply,
+                name: name.clone(),
+                count: manifests.len(),
+                duration: started.elapsed(),
+                ok: out.failure.is_none(),
+            },
+        );
+        out.timings.push((name, started.elapsed()));
+    }
+    out
+}
+
+/// Applies the objects of one stage; the actions are in the order of `manifests`.
+async fn apply_stage(
+    op: &Op<'_>,
+    input: &ApplyInput<'_>,
+    catalog: &ApiCatalog,
+    manifests: &[Manifest],
+) -> Vec<Action> {
+    let mut actions: Vec<Option<Action>> = vec![None; manifests.len()];
+    let mut resolved: Vec<Option<Resolved>> = Vec::with_capacity(manifests.len());
+    for (i, m) in manifests.iter().enumerate() {
+        let r = catalog.resolve(&m.api_version, &m.id.kind).cloned();
+        if r.is_none() {
+            actions[i] = Some(Action::Failed(format!(
+                "{} {} is not served by the API server",
+                m.api_version, m.id.kind
+            )));
+        }
+        resolved.push(r);
+    }
+    // Objects the inventory says are unchanged in the source (no self-heal).
+    if let Detect::Inventory(previous) = input.detect {
+        for (i, m) in manifests.iter().enumerate() {
+            let same = previous.entries.get(&m.id).is_some_and(|e| {
+                e.api_version == m.api_version && DigestPrefix::of(&m.digest) == e.digest
+            });
+            if same && actions[i].is_none() {
+                actions[i] = Some(Action::Unchanged);
+            }
+        }
+    }
+    let before = list_before(op, input.owner, manifests, &resolved, &actions).await;
+    let mut todo: Vec<usize> = Vec::new();
+    for i in 0..manifests.len() {
+        if actions[i].is_some() {
+            continue;
+        }
+        if let Detect::Live(previous) = input.detect
+            && unchanged_since_applied(op, input.owner, &manifests[i], &before[i], previous)
+        {
+            actions[i] = Some(Action::Unchanged);
+        } else {
+            todo.push(i);
+        }
+    }
+    // Objects decided without an apply (unresolved, unchanged) count as done at once.
+    let total = manifests.len();
+    let done = AtomicUsize::new(total - todo.len());
+    let done = &done;
+    let results: Vec<(usize, Action)> = stream::iter(todo)
+        .map(|i| {
+            let resolved = resolved[i]
+                .as_ref()
+                .expect("unresolved objects already failed");
+            let before = &before[i];
+            async move {
+                let action = apply_one(op, input, &manifests[i], resolved, before).await;
+                let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                report_progress(
+                    input.progress,
+                    SyncProgress::Advanced {
+                        step: ProgressStep::Apply,
+                        done,
+                        total,
+                    },
+                );
+                (i, action)
+            }
+        })
+        .buffer_unordered(op.concurrency.max(1))
+        .collect()
+        .await;
+    for (i, action) in results {
+        actions[i] = Some(action);
+    }
+    actions
+        .into_iter()
+        .map(|a| a.expect("every object decided"))
+        .collect()
+}
+
+/// The live metadata of the objects still undecided, one list per resource.
+async fn list_before(
+    op: &Op<'_>,
+    owner: &SyncOwner,
+    manifests: &[Manifest],
+    resolved: &[Option<Resolved>],
+    decided: &[Option<Action>],
+) -> Vec<Before> {
+    let groups = group_by_resource(
+        resolved
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| decided[*i].is_none())
+            .filter_map(|(i, r)| r.as_ref().map(|r| (i, r))),
+    );
+    let calls = &op.calls;
+    let listings = list_by_resource(
+        owner,
+        groups,
+        |i| &manifests[i].id,
+        op.concurrency,
+        move |resolved, selector, namespaces| async move {
+            calls.list_metadata(&resolved, &selector, &namespaces).await
+        },
+    )
+    .await;
+    let mut before = vec![Before::Unknown; manifests.len()];
+    for Listing {
+        resolved,
+        indices,
+        found,
+    } in listings
+    {
+        match found {
+            Ok(items) => {
+                for (i, item) in indices.into_iter().zip(items) {
+                    before[i] = match item {
+                        Some(meta) => Before::Live(Box::new(meta)),
+                        None => Before::NotListed,
+                    };
+                }
+            }
+            Err(e) => {
+                warn!(resource = %resolved.resource.plural, error = %error_message(&e), "listing live objects; applying them all")
+            }
+        }
+    }
+    before
+}
+
+/// Whether the engine's memory, or for an object it does not remember the stamp of the
+/// previous inventory, proves the live object is what it applied (see the module
+/// documentation). An object proven by the inventory is remembered from then on.
+fn unchanged_since_applied(
+    op: &Op<'_>,
+    owner: &SyncOwner,
+    m: &Manifest,
+    before: &Before,
+    previous: &Inventory,
+) -> bool {
+    let Before::Live(live) = before else {
+        return false;
+    };
+    let meta = &live.metadata;
+    let labels_in_place = meta.deletion_timestamp.is_none()
+        && contains_all(m.object.pointer("/metadata/labels"), meta.labels.as_ref())
+        && contains_all(
+            m.object.pointer("/metadata/annotations"),
+            meta.annotations.as_ref(),
+        );
+    if let Some(state) = op.memory.get(owner, &m.id) {
+        let same_version = match state.generation {
+            Some(g) => meta.generation == Some(g),
+            None => meta.resource_version.as_deref() == Some(state.resource_version.as_str()),
+        };
+        return state.digest == m.digest
+            && labels_in_place
+            && meta.uid.as_deref() == Some(state.uid.as_str())
+            && same_version;
+    }
+    // Not remembered (a restarted engine): the stamp the inventory recorded after the apply.
+    let Some(entry) = previous.entries.get(&m.id) else {
+        return false;
+    };
+    let (Some(stamp), Some(uid), Some(rv)) = (
+        entry.live,
+        meta.uid.as_deref(),
+        meta.resource_version.as_deref(),
+    ) else {
+        return false;
+    };
+    let proven = entry.api_version == m.api_version
+        && entry.digest.matches(&m.digest)
+        && labels_in_place
+        && stamp.matches(uid, meta.generation.filter(|g| *g > 0), rv);
+    if proven && let Some(state) = AppliedState::of(&m.digest, meta) {
+        op.memory.insert(owner, &m.id, state);
+    }
+    proven
+}
+
+/// Applies one object; recreates it on an immutable-field error when opted in.
+async fn apply_one(
+    op: &Op<'_>,
+    input: &ApplyInput<'_>,
+    m: &Manifest,
+    resolved: &Resolved,
+    before: &Before,
+) -> Action {
+    let calls = &op.calls;
+    let owner = input.owner;
+    let api = calls.api(resolved, m.id.namespace.as_deref());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    calls.count();
+    let error = match api
+        .patch(&m.id.name, &params, &Patch::Apply(&m.object))
+        .await
+    {
+        Ok(after) => {
+            let action = classify(op, owner, m, before, &after.metadata);
+            op.memory.remember(owner, m, &after.metadata);
+            return action;
+        }
+        Err(e) => e,
+    };
+    op.memory.forget(owner, &m.id);
+    let kube::Error::Api(status) = &error else {
+        return Action::Failed(error_message(&error));
+    };
+    if !is_recreate_error(status.code, &status.reason, &status.message) {
+        return Action::Failed(error_message(&error));
+    }
+    if !(input.force || force_enabled(&m.object)) {
+        return Action::Failed(format!(
+            "{}; an immutable field changed: set the annotation {ANNOTATION_FORCE}: {FORCE_ENABLED} on the object (or force on the sync) to delete and recreate it",
+            error_message(&error),
+        ));
+    }
+    info!(object = %m.id, reason = %status.message, "immutable field changed: recreating");
+    match recreate(op, &api, m).await {
+        Ok(meta) => {
+            op.memory.remember(owner, m, &meta);
+            Action::Configured
+        }
+        Err(e) => Action::Failed(format!(
+            "recreating after \"{}\": {e}",
+            error_message(&error)
+        )),
+    }
+}
+
+/// Created, configured or unchanged, from what was listed before and what the apply returned.
+fn classify(
+    op: &Op<'_>,
+    owner: &SyncOwner,
+    m: &Manifest,
+    before: &Before,
+    after: &ObjectMeta,
+) -> Action {
+    match before {
+        Before::Live(live) => {
+            let before = &live.metadata;
+            let same_version = before.resource_version == after.resource_version;
+            // A controller may write the object (its status) between the list and the
+            // apply: with the same generation (no spec change) and our labels and annotations
+            // already in place, the apply itself changed nothing.
+            let untouched_by_us = before.generation.is_some_and(|g| g > 0)
+                && before.generation == after.generation
+                && contains_all(m.object.pointer("/metadata/labels"), before.labels.as_ref())
+                && contains_all(
+                    m.object.pointer("/metadata/annotations"),
+                    before.annotations.as_ref(),
+                );
+            if before.uid == after.uid && (same_version || untouched_by_us) {
+                Action::Unchanged
+            } else {
                 Action::Configured
             }
-            Err(e) => Action::Failed(format!(
-                "recreating after \"{}\": {e}",
-                error_message(&error)
-            )),
+        }
+        Before::NotListed | Before::Unknown => {
+            let known_uid = op.memory.get(owner, &m.id).map(|s| s.uid);
+            let only_ours = after
+                .managed_fields
+                .iter()
+                .flatten()
+                .all(|f| f.manager.as_deref() == Some(FIELD_MANAGER));
+            if only_ours && known_uid.as_ref() != after.uid.as_ref() {
+                Action::Created
+            } else {
+                Action::Configured
+            }
         }
     }
+}
 
-    /// Created, configured or unchanged, from what was listed before and what the apply returned.
-    fn classify(
-        &self,
-        owner: &SyncOwner,
-        m: &Manifest,
-        before: &Before,
-        after: &ObjectMeta,
-    ) -> Action {
-        match before {
-            Before::Live(live) => {
-                let before = &live.metadata;
-                let same_version = before.resource_version == after.resource_version;
-                // A controller may write the object (its status) between the list and the
-                // apply: with the same generation (no spec change) and our labels and annotations
-                // already in place, the apply itself changed nothing.
-                let untouched_by_us = before.generation.is_some_and(|g| g > 0)
-                    && before.generation == after.generation
-                    && contains_all(m.object.pointer("/metadata/labels"), before.labels.as_ref())
-                    && contains_all(
-                        m.object.pointer("/metadata/annotations"),
-                        before.annotations.as_ref(),
-                    );
-                if before.uid == after.uid && (same_version || untouched_by_us) {
-                    Action::Unchanged
-                } else {
-                    Action::Configured
-                }
+/// Deletes the object (if it exists), waits until it is gone and applies it again.
+async fn recreate(
+    op: &Op<'_>,
+    api: &kube::Api<DynamicObject>,
+    m: &Manifest,
+) -> Result<ObjectMeta, String> {
+    let calls = &op.calls;
+    calls.count();
+    let live = api
+        .get_metadata_opt(&m.id.name)
+        .await
+        .map_err(|e| format!("reading: {}", error_message(&e)))?;
+    let Some(live) = live else {
+        return Err("the object does not exist, so it is not recreated".into());
+    };
+    let mut dp = DeleteParams::background();
+    dp.preconditions = Some(Preconditions {
+        uid: live.metadata.uid.clone(),
+        resource_version: None,
+    });
+    calls.count();
+    match api.delete(&m.id.name, &dp).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(format!("deleting: {}", error_message(&e))),
+    }
+    let deadline = Instant::now() + op.stage_timeout;
+    loop {
+        calls.count();
+        match api.get_metadata_opt(&m.id.name).await {
+            Ok(None) => break,
+            Ok(Some(o)) if o.metadata.uid != live.metadata.uid => break,
+            Ok(Some(_)) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "still present {:?} after its deletion",
+                    op.stage_timeout
+                ));
             }
-            Before::NotListed | Before::Unknown => {
-                let known_uid = self
-                    .applied
-                    .lock()
-                    .expect("applied cache lock")
-                    .get(&(owner.clone(), m.id.clone()))
-                    .map(|s| s.uid.clone());
-                let only_ours = after
-                    .managed_fields
-                    .iter()
-                    .flatten()
-                    .all(|f| f.manager.as_deref() == Some(FIELD_MANAGER));
-                if only_ours && known_uid.as_ref() != after.uid.as_ref() {
-                    Action::Created
-                } else {
-                    Action::Configured
-                }
+            Ok(Some(_)) => {
+                tokio::time::sleep(op.poll_interval.min(Duration::from_millis(200))).await
             }
+            Err(e) => return Err(format!("waiting for the deletion: {}", error_message(&e))),
         }
     }
-
-    /// Deletes the object (if it exists), waits until it is gone and applies it again.
-    async fn recreate(
-        &self,
-        calls: &Calls,
-        api: &kube::Api<DynamicObject>,
-        m: &Manifest,
-    ) -> Result<ObjectMeta, String> {
-        calls.count();
-        let live = api
-            .get_metadata_opt(&m.id.name)
-            .await
-            .map_err(|e| format!("reading: {}", error_message(&e)))?;
-        let Some(live) = live else {
-            return Err("the object does not exist, so it is not recreated".into());
-        };
-        let mut dp = DeleteParams::background();
-        dp.preconditions = Some(Preconditions {
-            uid: live.metadata.uid.clone(),
-            resource_version: None,
-        });
-        calls.count();
-        match api.delete(&m.id.name, &dp).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(format!("deleting: {}", error_message(&e))),
-        }
-        let deadline = Instant::now() + self.options.stage_timeout;
-        loop {
-            calls.count();
-            match api.get_metadata_opt(&m.id.name).await {
-                Ok(None) => break,
-                Ok(Some(o)) if o.metadata.uid != live.metadata.uid => break,
-                Ok(Some(_)) if Instant::now() >= deadline => {
-                    return Err(format!(
-                        "still present {:?} after its deletion",
-                        self.options.stage_timeout
-                    ));
-                }
-                Ok(Some(_)) => {
-                    tokio::time::sleep(self.options.poll_interval.min(Duration::from_millis(200)))
-                        .await
-                }
-                Err(e) => return Err(format!("waiting for the deletion: {}", error_message(&e))),
-            }
-        }
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        calls.count();
-        let after = api
-            .patch(&m.id.name, &params, &Patch::Apply(&m.object))
-            .await
-            .map_err(|e| format!("applying after the deletion: {}", error_message(&e)))?;
-        Ok(after.metadata)
-    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    calls.count();
+    let after = api
+        .patch(&m.id.name, &params, &Patch::Apply(&m.object))
+        .await
+        .map_err(|e| format!("applying after the deletion: {}", error_message(&e)))?;
+    Ok(after.metadata)
 }
 
 /// Whether every key of the desired string map has the same value in the live one.

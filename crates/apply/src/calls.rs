@@ -1,29 +1,51 @@
 //! The API calls of one operation (a sync, a drift check, a delete), counted: every request the
-//! engine makes goes through [`Calls`], so each report can say how many requests it cost. A
-//! [`CountingLayer`] counts at the HTTP level instead (including kube's own retries), for
-//! benchmarks that want to check the engine's own count.
+//! engine makes goes through [`Calls`], so each report can say how many requests it cost. Reads
+//! of many objects go through [`list_by_resource`]: one list per resource, concurrently, selected
+//! by the sync's ownership labels.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 
+use futures::{StreamExt, stream};
+use headway_model::{ObjectRef, SyncOwner};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, PartialObjectMeta};
 use serde_json::Value;
 
-use crate::Resolved;
+use crate::discovery::{ApiCatalog, Resolved, ResourceGroups};
 
-/// A client and a request counter for one operation.
+/// The field manager of every server-side apply Headway makes.
+pub const FIELD_MANAGER: &str = "headway";
+
+/// `(namespace, name)` of a listed object.
+type Key = (Option<String>, String);
+
+/// The clients and a request counter for one operation.
+///
+/// Two identities: `client` reads and writes the sync's objects (apply, prune, health, drift),
+/// and may impersonate a tenant's service account; `own` is the engine's own identity, used only
+/// for discovery and the inventory ConfigMaps.
 pub(crate) struct Calls {
     pub client: Client,
+    pub own: Client,
     requests: AtomicU64,
 }
 
 impl Calls {
+    /// One identity for everything.
     pub fn new(client: Client) -> Self {
         Calls {
+            own: client.clone(),
             client,
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// The objects through `client`, discovery and the inventory through `own`.
+    pub fn acting(own: Client, client: Client) -> Self {
+        Calls {
+            client,
+            own,
             requests: AtomicU64::new(0),
         }
     }
@@ -35,6 +57,13 @@ impl Calls {
 
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Runs aggregated discovery (two requests).
+    pub async fn discover(&self) -> Result<ApiCatalog, kube::Error> {
+        self.count();
+        self.count();
+        ApiCatalog::load(self.own.clone()).await
     }
 
     /// The `Api` of one object's resource (namespaced when it has a namespace and the resource
@@ -54,8 +83,7 @@ impl Calls {
         resolved: &Resolved,
         selector: &str,
         namespaces: &BTreeSet<Option<String>>,
-    ) -> Result<HashMap<(Option<String>, String), PartialObjectMeta<DynamicObject>>, kube::Error>
-    {
+    ) -> Result<HashMap<Key, PartialObjectMeta<DynamicObject>>, kube::Error> {
         let lp = ListParams::default().labels(selector);
         self.list_with(resolved, namespaces, |api| {
             let lp = lp.clone();
@@ -80,7 +108,7 @@ impl Calls {
         resolved: &Resolved,
         selector: &str,
         namespaces: &BTreeSet<Option<String>>,
-    ) -> Result<HashMap<(Option<String>, String), Value>, kube::Error> {
+    ) -> Result<HashMap<Key, Value>, kube::Error> {
         let lp = ListParams::default().labels(selector);
         self.list_with(resolved, namespaces, |api| {
             let lp = lp.clone();
@@ -113,10 +141,10 @@ impl Calls {
         resolved: &Resolved,
         namespaces: &BTreeSet<Option<String>>,
         list: F,
-    ) -> Result<HashMap<(Option<String>, String), T>, kube::Error>
+    ) -> Result<HashMap<Key, T>, kube::Error>
     where
         F: Fn(Api<DynamicObject>) -> Fut,
-        Fut: Future<Output = Result<Vec<((Option<String>, String), T)>, kube::Error>>,
+        Fut: Future<Output = Result<Vec<(Key, T)>, kube::Error>>,
     {
         let named: Vec<&str> = namespaces.iter().flatten().map(String::as_str).collect();
         let apis = match named[..] {
@@ -143,7 +171,69 @@ impl Calls {
     }
 }
 
-fn key_of(meta: &kube::api::ObjectMeta) -> (Option<String>, String) {
+/// What one list of a resource found of the objects asked for.
+pub(crate) struct Listing<T> {
+    /// The resource listed.
+    pub resolved: Resolved,
+    /// Indexes of the objects asked for.
+    pub indices: Vec<usize>,
+    /// For each index, in the same order, the listed object (`None`: not in the list, so absent
+    /// or not labelled as the sync's), or why the list failed.
+    pub found: Result<Vec<Option<T>>, kube::Error>,
+}
+
+/// Lists the objects of each group (one request per resource, or per namespace when a
+/// cluster-wide list is forbidden), at most `concurrency` lists at once, with the ownership
+/// labels of `owner` as selector, and finds the objects of the group in the result. `id(i)` is
+/// the identity of the object of index `i`; `list` makes one list: metadata
+/// ([`Calls::list_metadata`]) or whole objects ([`Calls::list_objects`]).
+pub(crate) async fn list_by_resource<'a, T, F, Fut>(
+    owner: &SyncOwner,
+    groups: ResourceGroups,
+    id: impl Fn(usize) -> &'a ObjectRef,
+    concurrency: usize,
+    list: F,
+) -> Vec<Listing<T>>
+where
+    F: Fn(Resolved, String, BTreeSet<Option<String>>) -> Fut,
+    Fut: Future<Output = Result<HashMap<Key, T>, kube::Error>>,
+{
+    let selector = owner_selector(owner);
+    let requests: Vec<_> = groups
+        .into_values()
+        .map(|(resolved, indices)| {
+            let namespaces: BTreeSet<Option<String>> =
+                indices.iter().map(|&i| id(i).namespace.clone()).collect();
+            let result = list(resolved.clone(), selector.clone(), namespaces);
+            (resolved, indices, result)
+        })
+        .collect();
+    stream::iter(requests)
+        .map(|(resolved, indices, result)| {
+            let id = &id;
+            async move {
+                let found = result.await.map(|mut items| {
+                    indices
+                        .iter()
+                        .map(|&i| {
+                            let id = id(i);
+                            items.remove(&(id.namespace.clone(), id.name.clone()))
+                        })
+                        .collect()
+                });
+                Listing {
+                    resolved,
+                    indices,
+                    found,
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
+}
+
+fn key_of(meta: &kube::api::ObjectMeta) -> Key {
     (
         meta.namespace.clone(),
         meta.name.clone().unwrap_or_default(),
@@ -156,90 +246,11 @@ pub(crate) fn to_json<T: serde::Serialize>(object: &T) -> Value {
 }
 
 /// The label selector matching the ownership labels of a sync.
-pub(crate) fn owner_selector(owner: &headway_model::prune::SyncOwner) -> String {
+fn owner_selector(owner: &SyncOwner) -> String {
     let labels: BTreeMap<&str, &str> = owner.labels();
     labels
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// The API server's message for API errors (with code and reason), the error's own text otherwise.
-pub fn error_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) if !s.message.is_empty() => {
-            format!("{} ({} {})", s.message, s.code, s.reason)
-        }
-        other => other.to_string(),
-    }
-}
-
-/// A tower layer counting the HTTP requests a client sends (see [`counting_client`]).
-#[derive(Debug, Clone, Default)]
-pub struct CountingLayer {
-    count: Arc<AtomicU64>,
-}
-
-impl CountingLayer {
-    /// A layer with its own counter.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Requests sent so far through every client built with this layer.
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-}
-
-impl<S> tower::Layer<S> for CountingLayer {
-    type Service = CountingService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        CountingService {
-            inner,
-            count: self.count.clone(),
-        }
-    }
-}
-
-/// The service of a [`CountingLayer`].
-#[derive(Debug, Clone)]
-pub struct CountingService<S> {
-    inner: S,
-    count: Arc<AtomicU64>,
-}
-
-impl<S, R> tower::Service<R> for CountingService<S>
-where
-    S: tower::Service<R>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: R) -> Self::Future {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.inner.call(request)
-    }
-}
-
-/// A client for `config` that keeps at most `max_in_flight` requests in flight (kube has no
-/// client-side rate limiter) and counts every HTTP request it sends in the returned layer.
-pub fn counting_client(
-    config: kube::Config,
-    max_in_flight: usize,
-) -> Result<(Client, CountingLayer), kube::Error> {
-    let counter = CountingLayer::new();
-    let client = kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
-            max_in_flight.max(1),
-        ))
-        .with_layer(&counter)
-        .build();
-    Ok((client, counter))
 }

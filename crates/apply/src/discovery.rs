@@ -1,23 +1,35 @@
 //! API discovery: which resources the server serves, to resolve a manifest's `apiVersion` and
 //! `kind` to a REST resource and a scope. Loaded with aggregated discovery (two requests) and
-//! indexed once, so resolving thousands of objects is a hash lookup each.
+//! indexed once, so resolving thousands of objects is a hash lookup each. [`Discovered`] holds the
+//! current catalog, shared by concurrent syncs and replaced when discovery is run again.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 
 use headway_model::id::split_api_version;
 use kube::Client;
 use kube::discovery::{ApiResource, Discovery, Scope};
 
+/// What the API server is, as Helm's `.Capabilities` sees it: its version and every API version
+/// it serves (from the engine's current discovery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCapabilities {
+    /// The server's `gitVersion` (`v1.36.3`).
+    pub kube_version: String,
+    /// Every `group/version` and `group/version/Kind` served.
+    pub api_versions: Vec<String>,
+}
+
 /// A resolved kind: the REST resource to call and whether it is namespaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub resource: ApiResource,
     pub namespaced: bool,
 }
 
 /// The resources served by the API server.
 #[derive(Debug, Clone, Default)]
-pub struct ApiCatalog {
+pub(crate) struct ApiCatalog {
     /// (group, version, kind) -> resource.
     by_gvk: HashMap<(String, String, String), Resolved>,
     /// (group, kind) -> resource at the group's preferred version serving the kind.
@@ -96,13 +108,45 @@ impl ApiCatalog {
         self.resolve(api_version, kind).map(|r| r.namespaced)
     }
 
-    /// The number of (group, version, kind) triples served.
-    pub fn len(&self) -> usize {
-        self.by_gvk.len()
+    /// Every `group/version` and `group/version/Kind` served (the core group as `v1` and
+    /// `v1/Pod`), sorted: Helm's `--api-versions`, as Argo CD passes them.
+    pub fn api_versions(&self) -> Vec<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for (group, version, kind) in self.by_gvk.keys() {
+            let gv = if group.is_empty() {
+                version.clone()
+            } else {
+                format!("{group}/{version}")
+            };
+            out.insert(format!("{gv}/{kind}"));
+            out.insert(gv);
+        }
+        out.into_iter().collect()
+    }
+}
+
+/// The current discovery of an engine.
+pub(crate) struct Discovered {
+    current: RwLock<Arc<ApiCatalog>>,
+}
+
+impl Discovered {
+    pub fn new(catalog: ApiCatalog) -> Self {
+        Discovered {
+            current: RwLock::new(Arc::new(catalog)),
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_gvk.is_empty()
+    /// The catalog in use.
+    pub fn current(&self) -> Arc<ApiCatalog> {
+        self.current.read().expect("catalog lock").clone()
+    }
+
+    /// Uses `catalog` from now on.
+    pub fn replace(&self, catalog: ApiCatalog) -> Arc<ApiCatalog> {
+        let fresh = Arc::new(catalog);
+        *self.current.write().expect("catalog lock") = fresh.clone();
+        fresh
     }
 }
 

@@ -12,26 +12,37 @@
 //! 5. prune, when asked and when the apply succeeded ([`SyncStep::Prune`]), and record the
 //!    inventory without the objects deleted or left alone;
 //! 6. wait until every desired object is Current, when asked ([`SyncStep::Health`]).
+//!
+//! Identity: a sync may act as another identity ([`SyncRequest::acting_as`], a client that
+//! impersonates a tenant's service account). Every request about the sync's objects (apply,
+//! prune, health and drift reads) then goes through it, so the API server decides what the
+//! tenant may touch; discovery and the inventory stay with the engine's own client. A refused
+//! apply fails the apply step, so nothing is pruned; a refused deletion is a failed deletion and
+//! the object stays in the inventory.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use headway_model::changeset::{Action, ChangeSet};
-use headway_model::drift::{FieldDiff, diff, render_missing, render_text};
 use headway_model::health::Health;
 use headway_model::inventory::{DigestPrefix, Inventory, InventoryEntry, LiveStamp};
-use headway_model::prune::{PrunePolicy, PruneRefused, RenderedSet, SyncOwner, plan_prune};
-use headway_model::{Manifest, ObjectRef};
+use headway_model::prune::{PrunePolicy, PruneRefused, plan_prune};
+use headway_model::{Manifest, ObjectRef, RenderedSet, SyncOwner};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::apply::AppliedState;
+use crate::apply::{ApplyInput, Detect, apply_set};
 use crate::calls::Calls;
-use crate::health::{read_live, wait_current};
+use crate::discovery::{ApiCatalog, Discovered, ServerCapabilities};
+use crate::drift::{DriftReport, compare};
+use crate::error::ApplyError;
+use crate::health::wait_current;
+use crate::memory::Memory;
+use crate::op::Op;
 use crate::prepare::{PrepareError, Target, prepare};
 use crate::progress::{ProgressSender, ProgressStep, SyncProgress, report as report_progress};
-use crate::{ApiCatalog, ApplyError, store};
+use crate::prune::delete_objects;
+use crate::store;
 
 /// Tuning of an [`Engine`].
 #[derive(Debug, Clone)]
@@ -42,7 +53,7 @@ pub struct EngineOptions {
     pub stage_timeout: Duration,
     /// Longest interval between two health reads while waiting (the first reads are faster).
     pub poll_interval: Duration,
-    /// Largest inventory shard, in bytes of text (see [`store`]).
+    /// Largest inventory shard, in bytes of text (below the API server's 1 MiB ConfigMap limit).
     pub inventory_shard_bytes: usize,
 }
 
@@ -54,6 +65,23 @@ impl Default for EngineOptions {
             poll_interval: Duration::from_secs(1),
             inventory_shard_bytes: store::DEFAULT_SHARD_BYTES,
         }
+    }
+}
+
+/// An identity other than the engine's own that a sync's objects are written and read with.
+#[derive(Clone)]
+pub struct Identity {
+    /// Who it is, for messages (e.g. `system:serviceaccount:team-a:deployer`).
+    pub user: String,
+    /// A client acting as it (e.g. impersonating it).
+    pub client: kube::Client,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("user", &self.user)
+            .finish()
     }
 }
 
@@ -89,6 +117,10 @@ pub struct SyncRequest {
     pub self_heal: bool,
     /// Where to report progress as the sync runs; `None`: nowhere.
     pub progress: Option<ProgressSender>,
+    /// The identity the sync's objects are applied, pruned and read with (e.g. a client that
+    /// impersonates a tenant's service account); `None`: the engine's own client. Discovery
+    /// and the inventory always use the engine's own client.
+    pub acting_as: Option<Identity>,
 }
 
 impl SyncRequest {
@@ -108,6 +140,7 @@ impl SyncRequest {
             rebuild: false,
             self_heal: true,
             progress: None,
+            acting_as: None,
         }
     }
 
@@ -198,75 +231,13 @@ impl SyncReport {
     }
 }
 
-/// The drift of one desired object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DriftState {
-    /// The live object has every desired field.
-    InSync,
-    /// Fields that differ (desired vs live).
-    Drifted(Vec<FieldDiff>),
-    /// The object does not exist.
-    Missing,
-    /// It could not be read.
-    Error(String),
-}
-
-/// Live versus desired, per object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DriftReport {
-    /// Every desired object, in apply order.
-    pub objects: Vec<(ObjectRef, DriftState)>,
-    /// Objects of the inventory that the set no longer has (a prune would delete them).
-    pub stale: Vec<ObjectRef>,
-    /// API requests made.
-    pub requests: u64,
-}
-
-impl DriftReport {
-    /// Whether anything differs (drifted or missing objects, stale ones).
-    pub fn has_drift(&self) -> bool {
-        !self.stale.is_empty()
-            || self
-                .objects
-                .iter()
-                .any(|(_, s)| matches!(s, DriftState::Drifted(_) | DriftState::Missing))
-    }
-
-    /// Whether some object could not be read.
-    pub fn has_errors(&self) -> bool {
-        self.objects
-            .iter()
-            .any(|(_, s)| matches!(s, DriftState::Error(_)))
-    }
-
-    /// The differences for the CLI: one block per drifted object, a line per missing, stale or
-    /// unreadable one; empty when everything is in sync.
-    pub fn render_text(&self) -> String {
-        let mut out = String::new();
-        for (id, state) in &self.objects {
-            match state {
-                DriftState::InSync => {}
-                DriftState::Drifted(diffs) => out.push_str(&render_text(id, diffs)),
-                DriftState::Missing => out.push_str(&render_missing(id)),
-                DriftState::Error(e) => out.push_str(&format!("{id}: cannot be read: {e}\n")),
-            }
-        }
-        for id in &self.stale {
-            out.push_str(&format!(
-                "{id}: no longer in the source (prune would delete it)\n"
-            ));
-        }
-        out
-    }
-}
-
 /// The apply engine (see the module documentation).
 pub struct Engine {
-    pub(crate) client: kube::Client,
-    catalog: RwLock<Arc<ApiCatalog>>,
-    /// What this engine applied, per sync and object (see `apply` for its use).
-    pub(crate) applied: Mutex<HashMap<(SyncOwner, ObjectRef), AppliedState>>,
-    pub(crate) options: EngineOptions,
+    client: kube::Client,
+    discovery: Discovered,
+    /// What this engine applied, per sync and object (see the `apply` module for its use).
+    memory: Memory,
+    options: EngineOptions,
 }
 
 impl Engine {
@@ -277,8 +248,8 @@ impl Engine {
             .map_err(ApplyError::Discovery)?;
         Ok(Engine {
             client,
-            catalog: RwLock::new(Arc::new(catalog)),
-            applied: Mutex::new(HashMap::new()),
+            discovery: Discovered::new(catalog),
+            memory: Memory::default(),
             options,
         })
     }
@@ -293,52 +264,41 @@ impl Engine {
         &self.options
     }
 
-    /// The current discovery.
-    pub fn catalog(&self) -> Arc<ApiCatalog> {
-        self.catalog.read().expect("catalog lock").clone()
-    }
-
-    /// Runs discovery again and uses it from now on.
-    pub(crate) async fn refresh_discovery(
-        &self,
-        calls: &Calls,
-    ) -> Result<Arc<ApiCatalog>, ApplyError> {
-        calls.count();
-        calls.count();
-        let fresh = Arc::new(
-            ApiCatalog::load(self.client.clone())
-                .await
-                .map_err(ApplyError::Discovery)?,
-        );
-        *self.catalog.write().expect("catalog lock") = fresh.clone();
-        Ok(fresh)
+    /// The server's version (one request) and the API versions of the current discovery: what
+    /// Helm templates are rendered against (`--kube-version`, `--api-versions`).
+    pub async fn capabilities(&self) -> Result<ServerCapabilities, ApplyError> {
+        let version = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(ApplyError::Discovery)?;
+        Ok(ServerCapabilities {
+            kube_version: version.git_version,
+            api_versions: self.discovery.current().api_versions(),
+        })
     }
 
     /// Forgets what was applied for every sync, as a restart does: the next syncs apply the
     /// objects that the stamps of their inventories cannot prove unchanged (a rebuild applies
     /// every object).
     pub fn clear_cache(&self) {
-        self.applied.lock().expect("applied cache lock").clear();
+        self.memory.clear();
     }
 
-    /// Prepares a set, re-running discovery once if some kind is unknown.
-    async fn prepare(
-        &self,
-        calls: &Calls,
-        set: &RenderedSet,
-        target: &Target,
-        rediscover: bool,
-    ) -> Result<RenderedSet, ApplyError> {
-        let mut catalog = self.catalog();
-        if rediscover {
-            catalog = self.refresh_discovery(calls).await?;
-        }
-        match prepare(set.clone(), &catalog, target) {
-            Err(PrepareError::UnknownKinds(_)) if !rediscover => {
-                let catalog = self.refresh_discovery(calls).await?;
-                Ok(prepare(set.clone(), &catalog, target)?)
-            }
-            other => Ok(other?),
+    /// A new operation: its own request count, the engine's discovery and memory; the objects
+    /// through `acting_as` when given, else through the engine's client.
+    fn op(&self, acting_as: Option<&Identity>) -> Op<'_> {
+        let calls = match acting_as {
+            Some(identity) => Calls::acting(self.client.clone(), identity.client.clone()),
+            None => Calls::new(self.client.clone()),
+        };
+        Op {
+            calls,
+            discovery: &self.discovery,
+            memory: &self.memory,
+            concurrency: self.options.concurrency,
+            stage_timeout: self.options.stage_timeout,
+            poll_interval: self.options.poll_interval,
         }
     }
 
@@ -348,13 +308,13 @@ impl Engine {
     /// Errors are for what prevents any per-object result (discovery, an unpreparable set, the
     /// inventory); everything else is in the report.
     pub async fn sync(&self, req: &SyncRequest) -> Result<SyncReport, ApplyError> {
-        let calls = Calls::new(self.client.clone());
+        let op = self.op(req.acting_as.as_ref());
         let target = Target {
             default_namespace: req.default_namespace.clone(),
             owner: req.owner.clone(),
         };
-        let prepared = self.prepare(&calls, &req.set, &target, req.rebuild).await?;
-        let previous = store::read(&calls, &req.owner).await?;
+        let prepared = prepare_set(&op, &req.set, &target, req.rebuild).await?;
+        let previous = store::read(&op.calls, &req.owner).await?;
         let mut report = SyncReport {
             changes: ChangeSet::new(),
             timings: Vec::new(),
@@ -365,9 +325,20 @@ impl Engine {
         };
 
         // Apply.
-        let applied = self
-            .apply_set(&calls, req, prepared.manifests(), &previous)
-            .await;
+        let input = ApplyInput {
+            owner: &req.owner,
+            detect: if req.rebuild {
+                Detect::All
+            } else if req.self_heal {
+                Detect::Live(&previous)
+            } else {
+                Detect::Inventory(&previous)
+            },
+            force: req.force,
+            timeout: req.timeout,
+            progress: req.progress.as_ref(),
+        };
+        let applied = apply_set(&op, &input, prepared.manifests()).await;
         report.timings.extend(applied.timings);
         if let Some(message) = applied.failure {
             report.failure = Some(SyncFailure::new(
@@ -393,7 +364,7 @@ impl Engine {
             if ok {
                 // The stamp of what the apply left; for an object not applied now (self-heal off,
                 // unchanged source) the one recorded before.
-                let live = self.stamp(&req.owner, m).or_else(|| {
+                let live = self.memory.stamp(&req.owner, m).or_else(|| {
                     previous
                         .entries
                         .get(&m.id)
@@ -403,7 +374,7 @@ impl Engine {
                 inventory.insert(m.id.clone(), entry_of(m, live));
             }
         }
-        self.record(&calls, &req.owner, &previous, &inventory)
+        self.record(&op.calls, &req.owner, &previous, &inventory)
             .await?;
 
         // Prune.
@@ -419,18 +390,15 @@ impl Engine {
                     });
                 }
                 Ok(plan) => {
-                    let candidates = plan.candidates.len();
                     report_progress(
                         req.progress.as_ref(),
                         SyncProgress::Started {
                             step: ProgressStep::Prune,
                             name: "prune".into(),
-                            total: candidates,
+                            total: plan.candidates.len(),
                         },
                     );
-                    let pruned = self
-                        .delete_objects(&calls, &req.owner, plan.candidates)
-                        .await;
+                    let pruned = delete_objects(&op, &req.owner, plan.candidates).await;
                     report_progress(
                         req.progress.as_ref(),
                         SyncProgress::Finished {
@@ -447,7 +415,8 @@ impl Engine {
                             inventory.entries.remove(&c.id);
                         }
                     }
-                    self.record(&calls, &req.owner, &before, &inventory).await?;
+                    self.record(&op.calls, &req.owner, &before, &inventory)
+                        .await?;
                     if !pruned.is_ok() {
                         let message = with_failures(
                             String::from("some objects could not be deleted"),
@@ -466,7 +435,7 @@ impl Engine {
         if req.wait && report.failure.is_none() {
             let started = Instant::now();
             let refs: Vec<&Manifest> = prepared.manifests().iter().collect();
-            let catalog = self.catalog();
+            let catalog = op.catalog();
             report_progress(
                 req.progress.as_ref(),
                 SyncProgress::Started {
@@ -476,13 +445,11 @@ impl Engine {
                 },
             );
             let waited = wait_current(
-                &calls,
+                &op,
                 &catalog,
                 &req.owner,
                 &refs,
                 req.timeout,
-                self.options.poll_interval,
-                self.options.concurrency,
                 req.progress.as_ref(),
             )
             .await;
@@ -502,7 +469,7 @@ impl Engine {
             }
             report.timings.push(("wait".into(), started.elapsed()));
         }
-        report.requests = calls.requests();
+        report.requests = op.calls.requests();
         info!(sync = %req.owner, changes = %report.changes, requests = report.requests, failure = ?report.failure.as_ref().map(|f| f.step), "sync done");
         Ok(report)
     }
@@ -529,53 +496,26 @@ impl Engine {
         set: &RenderedSet,
         default_namespace: &str,
     ) -> Result<DriftReport, ApplyError> {
-        let calls = Calls::new(self.client.clone());
+        self.drift_as(None, owner, set, default_namespace).await
+    }
+
+    /// [`Engine::drift`], reading the live objects through `acting_as` (see
+    /// [`SyncRequest::acting_as`]).
+    pub async fn drift_as(
+        &self,
+        acting_as: Option<&Identity>,
+        owner: &SyncOwner,
+        set: &RenderedSet,
+        default_namespace: &str,
+    ) -> Result<DriftReport, ApplyError> {
+        let op = self.op(acting_as);
         let target = Target {
             default_namespace: default_namespace.to_string(),
             owner: owner.clone(),
         };
-        let prepared = self.prepare(&calls, set, &target, false).await?;
-        let mut manifests: Vec<&Manifest> = prepared.manifests().iter().collect();
-        manifests.sort_by(|a, b| headway_model::order::apply_cmp(&a.id, &b.id));
-        let catalog = self.catalog();
-        let live = read_live(
-            &calls,
-            &catalog,
-            owner,
-            &manifests,
-            self.options.concurrency,
-        )
-        .await;
-        let objects = manifests
-            .iter()
-            .zip(live)
-            .map(|(m, live)| {
-                let state = match live {
-                    Err(e) => DriftState::Error(e),
-                    Ok(None) => DriftState::Missing,
-                    Ok(Some(live)) => {
-                        let diffs = diff(&m.object, &live);
-                        if diffs.is_empty() {
-                            DriftState::InSync
-                        } else {
-                            DriftState::Drifted(diffs)
-                        }
-                    }
-                };
-                (m.id.clone(), state)
-            })
-            .collect();
-        let previous = store::read(&calls, owner).await?;
-        let stale = previous
-            .stale(&prepared.inventory())
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        Ok(DriftReport {
-            objects,
-            stale,
-            requests: calls.requests(),
-        })
+        let prepared = prepare_set(&op, set, &target, false).await?;
+        let previous = store::read(&op.calls, owner).await?;
+        Ok(compare(&op, owner, &prepared, &previous).await)
     }
 
     /// Deletes everything in the inventory of `owner` (whose namespace is `namespace`), in
@@ -584,6 +524,17 @@ impl Engine {
     /// in it, to be retried).
     pub async fn delete_all(
         &self,
+        owner: &SyncOwner,
+        namespace: &str,
+    ) -> Result<ChangeSet, ApplyError> {
+        self.delete_all_as(None, owner, namespace).await
+    }
+
+    /// [`Engine::delete_all`], deleting through `acting_as` (see [`SyncRequest::acting_as`]):
+    /// what that identity may not delete stays, and stays in the inventory.
+    pub async fn delete_all_as(
+        &self,
+        acting_as: Option<&Identity>,
         owner: &SyncOwner,
         namespace: &str,
     ) -> Result<ChangeSet, ApplyError> {
@@ -596,13 +547,13 @@ impl Engine {
                 ),
             });
         }
-        let calls = Calls::new(self.client.clone());
-        let previous = store::read(&calls, owner).await?;
+        let op = self.op(acting_as);
+        let previous = store::read(&op.calls, owner).await?;
         let candidates = previous.stale(&Inventory::new());
-        let changes = self.delete_objects(&calls, owner, candidates).await;
+        let changes = delete_objects(&op, owner, candidates).await;
         let failed: BTreeSet<&ObjectRef> = changes.failures().map(|c| &c.id).collect();
         if failed.is_empty() {
-            store::remove(&calls, owner).await?;
+            store::remove(&op.calls, owner).await?;
         } else {
             let mut left = Inventory::new();
             for (id, entry) in &previous.entries {
@@ -610,10 +561,21 @@ impl Engine {
                     left.insert(id.clone(), entry.clone());
                 }
             }
-            self.record(&calls, owner, &previous, &left).await?;
+            self.record(&op.calls, owner, &previous, &left).await?;
         }
-        info!(sync = %owner, changes = %changes, requests = calls.requests(), "sync deleted");
+        info!(sync = %owner, changes = %changes, requests = op.calls.requests(), "sync deleted");
         Ok(changes)
+    }
+
+    /// Forgets the inventory of `owner`, leaving its objects in the cluster (a sync deleted with
+    /// the orphan policy): deletes the inventory's ConfigMaps and the engine's memory of the
+    /// sync, so that a new sync of the same name starts afresh.
+    pub async fn forget_inventory(&self, owner: &SyncOwner) -> Result<(), ApplyError> {
+        let op = self.op(None);
+        store::remove(&op.calls, owner).await?;
+        self.memory.forget_owner(owner);
+        info!(sync = %owner, requests = op.calls.requests(), "inventory forgotten");
+        Ok(())
     }
 
     /// Replaces the inventory recorded for `owner` (migrations, repairs, tests).
@@ -634,6 +596,26 @@ impl Engine {
     /// The inventory recorded for `owner` (empty when none).
     pub async fn inventory(&self, owner: &SyncOwner) -> Result<Inventory, ApplyError> {
         store::read(&Calls::new(self.client.clone()), owner).await
+    }
+}
+
+/// Prepares a set, re-running discovery once if some kind is unknown (first, when `rediscover`).
+async fn prepare_set(
+    op: &Op<'_>,
+    set: &RenderedSet,
+    target: &Target,
+    rediscover: bool,
+) -> Result<RenderedSet, ApplyError> {
+    let mut catalog = op.catalog();
+    if rediscover {
+        catalog = op.rediscover().await?;
+    }
+    match prepare(set.clone(), &catalog, target) {
+        Err(PrepareError::UnknownKinds(_)) if !rediscover => {
+            let catalog = op.rediscover().await?;
+            Ok(prepare(set.clone(), &catalog, target)?)
+        }
+        other => Ok(other?),
     }
 }
 
@@ -663,6 +645,9 @@ fn futures_are_send(engine: &Engine, req: &SyncRequest, owner: &SyncOwner, set: 
     assert_send(&engine.sync(req));
     assert_send(&engine.drift(owner, set, "default"));
     assert_send(&engine.delete_all(owner, "default"));
+    assert_send(&engine.drift_as(None, owner, set, "default"));
+    assert_send(&engine.delete_all_as(None, owner, "default"));
     assert_send(&engine.inventory(owner));
+    assert_send(&engine.forget_inventory(owner));
     assert_send(&engine.replace_inventory(owner, &Inventory::new()));
 }

@@ -6,23 +6,22 @@
 //! pure kstatus function [`health_of`]. While waiting, objects already seen Current are not read
 //! again; a Failed object ends the wait at once.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use headway_model::health::{Health, HealthStatus, format_not_current, health_of};
-use headway_model::prune::SyncOwner;
-use headway_model::{Manifest, ObjectRef};
+use headway_model::{Manifest, ObjectRef, SyncOwner};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::calls::{Calls, owner_selector, to_json};
-use crate::discovery::group_by_resource;
+use crate::calls::{Calls, Listing, list_by_resource, to_json};
+use crate::discovery::{ApiCatalog, Resolved, ResourceGroups, group_by_resource};
+use crate::error::error_message;
+use crate::op::Op;
 use crate::progress::{ProgressSender, ProgressStep, SyncProgress, report as report_progress};
-use crate::{ApiCatalog, Resolved, error_message};
 
 /// More objects than this of one resource are read with one list.
-pub const LIST_THRESHOLD: usize = 3;
+pub(crate) const LIST_THRESHOLD: usize = 3;
 
 /// Reads the live objects of `manifests` (whole objects; `None`: not found). Read errors are
 /// returned per object.
@@ -47,39 +46,35 @@ pub(crate) async fn read_live(
             }
         }
     }
-    let groups = group_by_resource(served);
-    let selector = owner_selector(owner);
     let mut singles: Vec<(usize, Resolved)> = Vec::new();
-    let mut listed_groups = Vec::new();
-    for (resolved, indices) in groups.into_values() {
+    let mut listed_groups = ResourceGroups::new();
+    for (key, (resolved, indices)) in group_by_resource(served) {
         if indices.len() <= LIST_THRESHOLD {
             singles.extend(indices.into_iter().map(|i| (i, resolved.clone())));
         } else {
-            listed_groups.push((resolved, indices));
+            listed_groups.insert(key, (resolved, indices));
         }
     }
-    // One list per resource, concurrently.
-    let listed: Vec<_> = stream::iter(listed_groups)
-        .map(|(resolved, indices)| {
-            let selector = &selector;
-            async move {
-                let namespaces: BTreeSet<Option<String>> = indices
-                    .iter()
-                    .map(|&i| manifests[i].id.namespace.clone())
-                    .collect();
-                let result = calls.list_objects(&resolved, selector, &namespaces).await;
-                (resolved, indices, result)
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    for (resolved, indices, result) in listed {
-        match result {
-            Ok(mut items) => {
-                for i in indices {
-                    let id = &manifests[i].id;
-                    match items.remove(&(id.namespace.clone(), id.name.clone())) {
+    let listings = list_by_resource(
+        owner,
+        listed_groups,
+        |i| &manifests[i].id,
+        concurrency,
+        move |resolved, selector, namespaces| async move {
+            calls.list_objects(&resolved, &selector, &namespaces).await
+        },
+    )
+    .await;
+    for Listing {
+        resolved,
+        indices,
+        found,
+    } in listings
+    {
+        match found {
+            Ok(items) => {
+                for (i, item) in indices.into_iter().zip(items) {
+                    match item {
                         Some(v) => out[i] = Some(Ok(Some(v))),
                         // Not labelled as ours (or gone): read it alone.
                         None => singles.push((i, resolved.clone())),
@@ -150,17 +145,15 @@ pub(crate) struct WaitOutcome {
 }
 
 /// Polls until every object is Current, one is Failed, or `timeout` passes.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn wait_current(
-    calls: &Calls,
+    op: &Op<'_>,
     catalog: &ApiCatalog,
     owner: &SyncOwner,
     manifests: &[&Manifest],
     timeout: Duration,
-    poll: Duration,
-    concurrency: usize,
     progress: Option<&ProgressSender>,
 ) -> WaitOutcome {
+    let (calls, poll, concurrency) = (&op.calls, op.poll_interval, op.concurrency);
     let deadline = Instant::now() + timeout;
     let mut health: Vec<Option<Health>> = vec![None; manifests.len()];
     let mut interval = poll.min(Duration::from_millis(100));

@@ -6,17 +6,17 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use headway_model::drift::normalize_for_apply;
 use headway_model::id::split_api_version;
-use headway_model::prune::{DuplicateObject, RenderedSet, SyncOwner};
-use headway_model::{Manifest, ObjectRef};
+use headway_model::normalize::normalize_for_apply;
+use headway_model::rendered_set::DuplicateObject;
+use headway_model::{Manifest, ObjectRef, RenderedSet, SyncOwner};
 use serde_json::Value;
 
-use crate::ApiCatalog;
+use crate::discovery::ApiCatalog;
 
 /// Where and for whom a set is applied.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     /// Namespace given to namespaced objects that have none.
     pub default_namespace: String,
     /// The sync whose ownership labels are set on every object.
@@ -53,7 +53,7 @@ impl fmt::Display for UnknownList<'_> {
 }
 
 /// Prepares `set` for apply using the server's discovery.
-pub fn prepare(
+pub(crate) fn prepare(
     set: RenderedSet,
     catalog: &ApiCatalog,
     target: &Target,
@@ -66,7 +66,7 @@ pub fn prepare(
 }
 
 /// Prepares `set` for apply; `namespaced(api_version, kind)` tells the scope of a served kind.
-pub fn prepare_with(
+pub(crate) fn prepare_with(
     set: RenderedSet,
     namespaced: impl Fn(&str, &str) -> Option<bool>,
     target: &Target,
@@ -137,7 +137,7 @@ fn crd_scopes(manifests: &[Manifest]) -> BTreeMap<(String, String), bool> {
 mod tests {
     use super::*;
     use headway_model::SourceLocation;
-    use headway_model::prune::LABEL_MANAGED_BY;
+    use headway_model::owner::LABEL_MANAGED_BY;
     use serde_json::json;
 
     fn m(object: Value) -> Manifest {

@@ -14,30 +14,30 @@
 use std::collections::BTreeMap;
 
 use headway_model::Digest;
+use headway_model::SyncOwner;
 use headway_model::inventory::Inventory;
-use headway_model::prune::{LABEL_MANAGED_BY, MANAGED_BY_VALUE, SyncOwner};
+use headway_model::owner::{LABEL_MANAGED_BY, MANAGED_BY_VALUE};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
-use crate::FIELD_MANAGER;
-use crate::calls::Calls;
-use crate::error::ApplyError;
+use crate::calls::{Calls, FIELD_MANAGER};
+use crate::error::{ApplyError, error_message};
 
 /// Largest shard written, in bytes of inventory text.
-pub const DEFAULT_SHARD_BYTES: usize = 900_000;
+pub(crate) const DEFAULT_SHARD_BYTES: usize = 900_000;
 /// Label on every inventory ConfigMap: the sync's name.
-pub const LABEL_INVENTORY_OF: &str = "headway.dev/inventory-of";
+pub(crate) const LABEL_INVENTORY_OF: &str = "headway.dev/inventory-of";
 /// Annotation on the head: the number of shards.
-pub const ANNOTATION_SHARDS: &str = "headway.dev/inventory-shards";
+pub(crate) const ANNOTATION_SHARDS: &str = "headway.dev/inventory-shards";
 /// Annotation on the head: the id of the write (the first 12 hex digits of the text's digest).
-pub const ANNOTATION_WRITE_ID: &str = "headway.dev/inventory-id";
+pub(crate) const ANNOTATION_WRITE_ID: &str = "headway.dev/inventory-id";
 /// Data key holding a shard's text.
-pub const DATA_KEY: &str = "inventory";
+pub(crate) const DATA_KEY: &str = "inventory";
 
 /// The name of the head ConfigMap of a sync's inventory.
-pub fn head_name(owner: &SyncOwner) -> String {
+pub(crate) fn head_name(owner: &SyncOwner) -> String {
     format!("headway-inventory-{}", owner.name())
 }
 
@@ -50,7 +50,7 @@ fn configmaps(calls: &Calls, owner: &SyncOwner) -> Api<DynamicObject> {
         &GroupVersionKind::gvk("", "v1", "ConfigMap"),
         "configmaps",
     );
-    Api::namespaced_with(calls.client.clone(), owner.namespace(), &ar)
+    Api::namespaced_with(calls.own.clone(), owner.namespace(), &ar)
 }
 
 fn store_error(owner: &SyncOwner, what: &str, name: &str, e: kube::Error) -> ApplyError {
@@ -59,7 +59,7 @@ fn store_error(owner: &SyncOwner, what: &str, name: &str, e: kube::Error) -> App
         message: format!(
             "{what} ConfigMap {}/{name}: {}",
             owner.namespace(),
-            crate::error_message(&e)
+            error_message(&e)
         ),
     }
 }

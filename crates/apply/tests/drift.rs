@@ -4,7 +4,7 @@
 mod support;
 
 use headway_apply::DriftState;
-use headway_model::drift::{FieldDiff, MASKED};
+use headway_model::diff::{FieldDiff, MASKED};
 use headway_tests::cluster;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;

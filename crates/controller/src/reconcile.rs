@@ -9,10 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use headway_model::prune::SyncOwner;
-use k8s_openapi::api::core::v1::ConfigMap;
+use headway_model::SyncOwner;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -55,6 +54,9 @@ pub enum ReconcileError {
     /// Deleting the objects of a deleted GitSync failed.
     #[error("pruning the objects of deleted GitSync {0}: {1}")]
     Cleanup(String, String),
+    /// Forgetting the inventory of a deleted GitSync that orphans its objects failed.
+    #[error("forgetting the inventory of deleted GitSync {0}: {1}")]
+    Orphan(String, String),
     /// The finalizer could not be added or removed.
     #[error("finalizer of GitSync {0}: {1}")]
     Finalizer(String, String),
@@ -104,7 +106,11 @@ pub fn error_policy(obj: Arc<GitSync>, error: &ReconcileError, _ctx: Arc<Ctx>) -
 async fn apply(obj: Arc<GitSync>, ctx: &Ctx) -> Result<Action, ReconcileError> {
     let key = key_of(&obj);
     let generation = obj.metadata.generation;
-    let effective = match obj.spec.effective() {
+    let checked = obj
+        .spec
+        .effective()
+        .and_then(|e| ctx.lockdown.check(&obj.spec, &key.0).map(|()| e));
+    let effective = match checked {
         Ok(e) => e,
         Err(e) => {
             // Nothing to fetch with: stall until the spec changes.
@@ -323,9 +329,13 @@ async fn cleanup(obj: Arc<GitSync>, ctx: &Ctx) -> Result<Action, ReconcileError>
     };
     match policy {
         DeletionPolicy::Prune => {
+            // Deleted as the GitSync's identity: what it could not delete stays.
+            let acting_as = ctx
+                .acting_as(&obj)
+                .map_err(|e| ReconcileError::Cleanup(format!("{ns}/{name}"), e.to_string()))?;
             let changes = ctx
                 .engine
-                .delete_all(&owner, &ns)
+                .delete_all_as(acting_as.as_ref(), &owner, &ns)
                 .await
                 .map_err(|e| ReconcileError::Cleanup(format!("{ns}/{name}"), e.to_string()))?;
             if !changes.is_ok() {
@@ -349,19 +359,10 @@ async fn cleanup(obj: Arc<GitSync>, ctx: &Ctx) -> Result<Action, ReconcileError>
         }
         DeletionPolicy::Orphan => {
             // Forget the inventory, so that a new GitSync of the same name starts afresh.
-            let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-            let selector = format!("{}={name}", headway_apply::store::LABEL_INVENTORY_OF);
-            api.delete_collection(
-                &DeleteParams::background(),
-                &ListParams::default().labels(&selector),
-            )
-            .await
-            .map_err(|e| ReconcileError::Kube {
-                what: "deleting the inventory",
-                namespace: ns.clone(),
-                name: name.clone(),
-                source: e,
-            })?;
+            ctx.engine
+                .forget_inventory(&owner)
+                .await
+                .map_err(|e| ReconcileError::Orphan(format!("{ns}/{name}"), e.to_string()))?;
             publish(
                 ctx,
                 &obj,

@@ -9,6 +9,8 @@
 //! - one Event per sync that did something (or a new revision, a recovery, a rebuild); the
 //!   no-op syncs of one revision form one `NoChange` Event series; the same failure again
 //!   emits nothing.
+//!
+//! long because the table tests (about half the file) sit beside the rules they check.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};

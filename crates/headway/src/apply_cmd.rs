@@ -2,40 +2,28 @@
 //! source, applies it with the apply engine (server-side apply, field manager `headway`), records
 //! the inventory in the cluster, optionally prunes and waits. Exit code 0 when everything
 //! succeeded, 1 otherwise (render errors, failed objects, refused prune, objects not Current).
-//!
-//! Also holds what `diff` shares with it: the sync's identity and the rendered set.
+//! `-o json` prints the report as one document (docs/cli.md).
 
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
-use headway_apply::{Engine, EngineOptions, SyncRequest};
+use headway_apply::{SyncReport, SyncRequest};
+use headway_model::SyncOwner;
+use headway_model::changeset::Action;
 use headway_model::health::format_not_current;
-use headway_model::prune::{RenderedSet, SyncOwner};
+use serde::Serialize;
 
-use crate::render_cmd::RenderArgs;
-
-/// Who the applied objects belong to.
-#[derive(Debug, Clone, Args)]
-pub struct SyncArgs {
-    /// Sync name written in the ownership labels and naming the inventory
-    /// (`headway-inventory-<name>`). Default: the directory's (or repository's) name.
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Namespace holding the inventory ConfigMaps (it must exist).
-    #[arg(long, default_value = "default")]
-    pub sync_namespace: String,
-    /// Namespace of namespaced objects that name none.
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
-}
+use crate::Outcome;
+use crate::cluster::{ClusterArgs, runtime};
+use crate::input::{SourceArgs, render_source};
+use crate::output::{self, Format, ObjectJson, rounded};
+use crate::owner::SyncArgs;
 
 /// Arguments of `headway apply`.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
-    pub source: RenderArgs,
+    pub source: SourceArgs,
     #[command(flatten)]
     pub sync: SyncArgs,
     /// Delete objects applied by earlier runs of this sync that the source no longer has.
@@ -56,122 +44,170 @@ pub struct ApplyArgs {
     /// Largest share of the inventory one prune may delete (0.0 to 1.0; default 0.5).
     #[arg(long)]
     pub max_prune_fraction: Option<f64>,
+    /// Output format: `text`, or `json` (one document at the end; see docs/cli.md).
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Format,
 }
 
-/// A rendered source and the sync name derived from it.
-pub struct Rendered {
-    pub set: RenderedSet,
-    pub default_name: String,
+/// The JSON document of `apply`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplyOutput {
+    /// Every step succeeded (exit code 0).
+    ok: bool,
+    /// The sync's `namespace/name` (its ownership labels and inventory).
+    sync: String,
+    counts: CountsJson,
+    /// Per object, in the order of the operations: applied, then pruned.
+    changes: Vec<ChangeJson>,
+    /// Entries of the inventory recorded at the end.
+    inventory: usize,
+    /// API requests made.
+    requests: u64,
+    /// Seconds per step (`apply definitions`, `apply classes`, `apply workloads`, `prune`,
+    /// `wait`).
+    timings: Vec<TimingJson>,
+    /// With --wait: the last health of each object.
+    health: Vec<HealthJson>,
+    /// The first step that failed: `{"step": "apply"|"prune"|"health", "message": ...}`.
+    failure: Option<FailureJson>,
 }
 
-/// Renders the source; render errors are printed (all of them) and exit with code 1, so nothing
-/// is applied or pruned after a failed render.
-pub fn render_source(args: &RenderArgs) -> anyhow::Result<Rendered> {
-    let input = args.input.resolve()?;
-    let options = args.options(&input.dir)?;
-    let manifests = match headway_render::render(&input.dir, &options) {
-        Ok(m) => m,
-        Err(errors) => {
-            eprintln!("error: {errors}");
-            std::process::exit(1);
-        }
-    };
-    let (revision, name_from) = match (&input.revision, &args.input.repo) {
-        (Some(rev), Some(url)) => (
-            rev.sha.clone(),
-            url.trim_end_matches('/')
-                .trim_end_matches(".git")
-                .rsplit('/')
-                .next()
-                .unwrap_or("")
-                .to_string(),
-        ),
-        _ => ("local".to_string(), dir_name(&input.dir)),
-    };
-    let set = RenderedSet::from_complete_render(revision, manifests)?;
-    Ok(Rendered {
-        set,
-        default_name: label_value(&name_from),
-    })
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CountsJson {
+    created: usize,
+    configured: usize,
+    unchanged: usize,
+    deleted: usize,
+    skipped: usize,
+    failed: usize,
 }
 
-fn dir_name(dir: &Path) -> String {
-    std::fs::canonicalize(dir)
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default()
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChangeJson {
+    #[serde(flatten)]
+    object: ObjectJson,
+    /// `created`, `configured`, `unchanged`, `deleted`, `skipped` or `failed`.
+    action: &'static str,
+    /// Why it was skipped, or the error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
 }
 
-/// `name` as a label value: lowercase alphanumerics and `-`, at most 63, `headway` when empty.
-fn label_value(name: &str) -> String {
-    let mut v: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    v.truncate(63);
-    let v = v.trim_matches('-').to_string();
-    if v.is_empty() { "headway".into() } else { v }
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TimingJson {
+    step: String,
+    seconds: f64,
 }
 
-impl SyncArgs {
-    /// The owner: `--sync-namespace` / (`--name` or the default name).
-    pub fn owner(&self, default_name: &str) -> anyhow::Result<SyncOwner> {
-        let name = self.name.as_deref().unwrap_or(default_name);
-        Ok(SyncOwner::new(&self.sync_namespace, name)?)
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthJson {
+    #[serde(flatten)]
+    object: ObjectJson,
+    /// kstatus: `Current`, `InProgress`, `Failed`, `Terminating`, `NotFound`, `Unknown`.
+    health: String,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FailureJson {
+    step: String,
+    message: String,
+}
+
+fn apply_json(owner: &SyncOwner, report: &SyncReport) -> ApplyOutput {
+    let counts = report.changes.counts();
+    ApplyOutput {
+        ok: report.is_ok(),
+        sync: owner.to_string(),
+        counts: CountsJson {
+            created: counts.created,
+            configured: counts.configured,
+            unchanged: counts.unchanged,
+            deleted: counts.deleted,
+            skipped: counts.skipped,
+            failed: counts.failed,
+        },
+        changes: report
+            .changes
+            .changes
+            .iter()
+            .map(|c| {
+                let (action, detail) = match &c.action {
+                    Action::Created => ("created", None),
+                    Action::Configured => ("configured", None),
+                    Action::Unchanged => ("unchanged", None),
+                    Action::Deleted => ("deleted", None),
+                    Action::Skipped(why) => ("skipped", Some(why.clone())),
+                    Action::Failed(error) => ("failed", Some(error.clone())),
+                };
+                ChangeJson {
+                    object: (&c.id).into(),
+                    action,
+                    detail,
+                }
+            })
+            .collect(),
+        inventory: report.inventory_len,
+        requests: report.requests,
+        timings: report
+            .timings
+            .iter()
+            .map(|(step, d)| TimingJson {
+                step: step.clone(),
+                seconds: rounded(d.as_secs_f64()),
+            })
+            .collect(),
+        health: report
+            .health
+            .iter()
+            .map(|(id, h)| HealthJson {
+                object: id.into(),
+                health: h.status.to_string(),
+                message: h.message.clone(),
+            })
+            .collect(),
+        failure: report.failure.as_ref().map(|f| FailureJson {
+            step: f.step.to_string(),
+            message: f.message.clone(),
+        }),
     }
 }
 
-/// A tokio runtime for one command.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
-}
-
-/// An engine for the cluster of the current kubeconfig (`KUBECONFIG`, `~/.kube/config`, or
-/// in-cluster).
-pub async fn engine() -> anyhow::Result<Engine> {
-    let config = config().await?;
-    let url = config.cluster_url.clone();
-    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
-    Engine::new(client, EngineOptions::default())
-        .await
-        .with_context(|| format!("connecting to {url}"))
-}
-
-/// A client for the cluster of the current kubeconfig (`KUBECONFIG`, `~/.kube/config`, or
-/// in-cluster).
-pub async fn client() -> anyhow::Result<kube::Client> {
-    kube::Client::try_from(config().await?).context("building the Kubernetes client")
-}
-
-async fn config() -> anyhow::Result<kube::Config> {
-    kube::Config::infer()
-        .await
-        .context("loading the kubeconfig")
-}
-
-/// Runs `headway apply`; returns the exit code.
-pub fn run(args: ApplyArgs) -> anyhow::Result<i32> {
-    let rendered = render_source(&args.source)?;
+/// Runs `headway apply`.
+pub fn run(cluster: &ClusterArgs, args: ApplyArgs) -> anyhow::Result<Outcome> {
+    let rendered = render_source(&args.source, cluster)?;
     let owner = args.sync.owner(&rendered.default_name)?;
-    let mut req = SyncRequest::new(owner.clone(), args.sync.namespace.clone(), rendered.set);
-    req.prune = args.prune;
-    req.wait = args.wait;
-    req.timeout = Duration::from_secs(args.wait_timeout);
-    req.force = args.force;
-    req.allow_empty = args.allow_empty;
-    req.max_prune_fraction = args.max_prune_fraction;
     let report = runtime()?.block_on(async {
-        let engine = engine().await?;
+        let cluster = cluster.connect().await?;
+        let mut req = SyncRequest::new(
+            owner.clone(),
+            args.sync.target_namespace(&cluster),
+            rendered.set,
+        );
+        req.prune = args.prune;
+        req.wait = args.wait;
+        req.timeout = Duration::from_secs(args.wait_timeout);
+        req.force = args.force;
+        req.allow_empty = args.allow_empty;
+        req.max_prune_fraction = args.max_prune_fraction;
+        let engine = cluster.engine().await?;
         anyhow::Ok(engine.sync(&req).await?)
     })?;
+    let outcome = if report.is_ok() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    if args.output == Format::Json {
+        print!("{}", output::json(&apply_json(&owner, &report))?);
+        return Ok(outcome);
+    }
     let described = report.changes.describe_changes();
     if !described.is_empty() {
         println!("{described}");
@@ -200,28 +236,9 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<i32> {
                     format_not_current(report.health.iter().map(|(id, h)| (id, h)))
                 );
             }
-            Ok(1)
+            Ok(Outcome::Failure)
         }
-        None if !report.changes.is_ok() => Ok(1),
-        None => Ok(0),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sync_names_are_label_values() {
-        for (input, expected) in [
-            ("site", "site"),
-            ("My_Apps.prod", "my-apps-prod"),
-            ("--x--", "x"),
-            ("", "headway"),
-            (&"a".repeat(80), &"a".repeat(63)),
-        ] {
-            assert_eq!(label_value(input), expected, "{input}");
-            assert!(SyncOwner::new("default", &label_value(input)).is_ok());
-        }
+        None if !report.changes.is_ok() => Ok(Outcome::Failure),
+        None => Ok(Outcome::Success),
     }
 }

@@ -1,22 +1,18 @@
 //! `headway controller`: runs the GitSync controller (leader election, watch, reconcile) until
-//! SIGTERM or SIGINT, with JSON logs on standard error. Uses the kubeconfig (`--kubeconfig`,
-//! `KUBECONFIG`, `~/.kube/config`) or, inside a pod, the service account.
+//! SIGTERM or SIGINT, with JSON logs on standard error. Uses the global `--kubeconfig` and
+//! `--context` (default: `KUBECONFIG`, `~/.kube/config`) or, inside a pod, the service account.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
+
+use crate::cluster::{ClusterArgs, runtime};
 
 /// Arguments of `headway controller`.
 #[derive(Debug, Args)]
 pub struct ControllerArgs {
-    /// Kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, or the in-cluster service account.
-    #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context; default: the current one.
-    #[arg(long)]
-    pub context: Option<String>,
     /// Syncs running at the same time (one GitSync never runs twice at once).
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
@@ -56,6 +52,14 @@ pub struct ControllerArgs {
     /// without `spec.webhook.secretRef` on a GitSync) every webhook is refused.
     #[arg(long)]
     pub webhook_secret_file: Option<PathBuf>,
+    /// Impersonate this ServiceAccount (in the GitSync's namespace) for every GitSync without
+    /// `spec.serviceAccountName`; default: such GitSyncs use the controller's own identity.
+    #[arg(long, value_name = "NAME")]
+    pub default_service_account: Option<String>,
+    /// Refuse GitSyncs whose `dependsOn` or `targetNamespace` leave their own namespace
+    /// (InvalidSpec).
+    #[arg(long)]
+    pub no_cross_namespace_refs: bool,
 }
 
 /// `--log-format`.
@@ -90,26 +94,6 @@ fn default_identity() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "headway".into());
     format!("{host}-{}", std::process::id())
-}
-
-async fn client(args: &ControllerArgs) -> anyhow::Result<kube::Client> {
-    let options = kube::config::KubeConfigOptions {
-        context: args.context.clone(),
-        ..Default::default()
-    };
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .with_context(|| format!("loading kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("loading the kubeconfig or the in-cluster configuration")?,
-    };
-    kube::Client::try_from(config).context("building the Kubernetes client")
 }
 
 /// Completes on SIGTERM or SIGINT.
@@ -168,15 +152,23 @@ async fn start_api(
     }))
 }
 
+/// Whether `error` says that the Lease's namespace does not exist: the API server answers a
+/// Lease write in a missing namespace with 404 `namespaces "NAME" not found` (the lease task
+/// may hand it over as text, so the text is what is matched).
+fn lease_namespace_missing(error: &anyhow::Error, namespace: &str) -> bool {
+    let expected = format!("namespaces \"{namespace}\" not found");
+    error
+        .chain()
+        .any(|cause| cause.to_string().contains(&expected))
+}
+
 /// Runs `headway controller` until a termination signal.
-pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
+pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
     init_logs(args.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let client = client(&args).await?;
+    runtime()?.block_on(async {
+        let config = cluster.config().await?;
+        let client =
+            kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
         let identity = args.identity.clone().unwrap_or_else(default_identity);
         let mut options = headway_controller::Options::new(identity, &args.cache_dir);
         options.concurrency = args.concurrency;
@@ -186,6 +178,11 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         options.namespace = args.namespace.clone();
         options.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
         options.engine.concurrency = args.apply_concurrency.max(1);
+        options.config = Some(config);
+        options.lockdown = headway_controller::tenancy::Lockdown {
+            default_service_account: args.default_service_account.clone(),
+            no_cross_namespace_refs: args.no_cross_namespace_refs,
+        };
         let bus = headway_controller::progress::Bus::new(4096);
         options.progress = Some(bus.clone());
         let api = start_api(&args, client.clone(), bus).await?;
@@ -194,13 +191,23 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
             lease = %format!("{}/{}", options.lease_namespace, options.lease_name),
             namespace = options.namespace.as_deref().unwrap_or("(all)"),
             concurrency = options.concurrency,
+            default_service_account = options.lockdown.default_service_account.as_deref().unwrap_or("(none)"),
+            no_cross_namespace_refs = options.lockdown.no_cross_namespace_refs,
             version = env!("CARGO_PKG_VERSION"),
             "headway controller starting"
         );
-        headway_controller::run(client, options, termination(), None)
-            .await
-            .context("controller")?;
+        let lease_namespace = options.lease_namespace.clone();
+        let result = headway_controller::run(client, options, termination(), None).await;
         api.abort();
+        if let Err(e) = result {
+            let e = anyhow::Error::from(e);
+            if lease_namespace_missing(&e, &lease_namespace) {
+                bail!(
+                    "the Lease's namespace {lease_namespace} does not exist; create it or pass --lease-namespace"
+                );
+            }
+            return Err(e);
+        }
         tracing::info!("headway controller stopped");
         Ok(())
     })
@@ -230,6 +237,8 @@ mod tests {
         assert_eq!(a.log_format, LogFormat::Json);
         assert_eq!(a.http_address.to_string(), "0.0.0.0:8080");
         assert!(a.webhook_secret_file.is_none());
+        assert_eq!(a.default_service_account, None);
+        assert!(!a.no_cross_namespace_refs);
         let a = Cli::try_parse_from([
             "controller",
             "--concurrency",
@@ -240,6 +249,9 @@ mod tests {
             "/tmp/c",
             "--log-format",
             "text",
+            "--default-service-account",
+            "headway-tenant",
+            "--no-cross-namespace-refs",
         ])
         .unwrap()
         .args;
@@ -247,6 +259,8 @@ mod tests {
         assert_eq!(a.namespace.as_deref(), Some("apps"));
         assert_eq!(a.cache_dir, PathBuf::from("/tmp/c"));
         assert_eq!(a.log_format, LogFormat::Text);
+        assert_eq!(a.default_service_account.as_deref(), Some("headway-tenant"));
+        assert!(a.no_cross_namespace_refs);
         assert!(Cli::try_parse_from(["controller", "--concurrency", "x"]).is_err());
         assert!(default_identity().contains('-'));
     }

@@ -10,6 +10,8 @@ use anyhow::Context as _;
 use clap::Args;
 use headway_model::health::{HealthStatus, aggregate, health};
 
+use crate::Outcome;
+
 /// Arguments of `headway health`.
 #[derive(Debug, Args)]
 pub struct HealthArgs {
@@ -18,8 +20,8 @@ pub struct HealthArgs {
     pub file: PathBuf,
 }
 
-/// Runs `headway health`; returns the exit code.
-pub fn run(args: HealthArgs) -> anyhow::Result<i32> {
+/// Runs `headway health`.
+pub fn run(args: HealthArgs) -> anyhow::Result<Outcome> {
     let (text, name) = if args.file.as_os_str() == "-" {
         let mut s = String::new();
         std::io::stdin()
@@ -31,13 +33,7 @@ pub fn run(args: HealthArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("reading {}", args.file.display()))?;
         (s, args.file.display().to_string())
     };
-    let manifests = match headway_render::parse_manifests(&text, &name) {
-        Ok(m) => m,
-        Err(errors) => {
-            eprintln!("error: {errors}");
-            return Ok(1);
-        }
-    };
+    let manifests = headway_render::parse_manifests(&text, &name)?;
     let mut statuses = Vec::new();
     for m in &manifests {
         let h = health(&m.object);
@@ -51,8 +47,8 @@ pub fn run(args: HealthArgs) -> anyhow::Result<i32> {
     }
     let overall = aggregate(statuses);
     Ok(if overall == HealthStatus::Current {
-        0
+        Outcome::Success
     } else {
-        2
+        Outcome::Differs
     })
 }

@@ -1,110 +1,15 @@
 //! `headway render PATH|--repo URL`: renders a directory (plain YAML, Kustomize or Helm) and
 //! prints the manifests in apply order, or every error found, with exit code 1.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use anyhow::Context as _;
-use clap::{Args, ValueEnum};
 use headway_model::Manifest;
-use headway_render::{RenderOptions, SourceType, output};
+use headway_render::output;
 
-use crate::input::InputArgs;
+use crate::cluster::ClusterArgs;
+use crate::input::{OutputFormat, RenderArgs};
 
-/// Arguments of `headway render`.
-#[derive(Debug, Args)]
-pub struct RenderArgs {
-    /// The directory to render, or the repository to fetch it from.
-    #[command(flatten)]
-    pub input: InputArgs,
-    /// How to render it; `auto` detects a kustomization, then a Chart.yaml, else plain YAML.
-    #[arg(long = "type", value_enum, default_value_t = TypeArg::Auto)]
-    pub source_type: TypeArg,
-    /// Output format: a YAML stream (`---` between documents) or one JSON `v1 List`
-    /// (both can be piped to `kubectl apply -f -`).
-    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Yaml)]
-    pub output: OutputFormat,
-    /// Helm release name; default: the chart directory's name.
-    #[arg(long)]
-    pub helm_release: Option<String>,
-    /// Helm release namespace.
-    #[arg(long, default_value = "default")]
-    pub helm_namespace: String,
-    /// Helm values files, in order (relative to the current directory).
-    #[arg(long, num_args = 1..)]
-    pub helm_values: Vec<PathBuf>,
-    /// Do not pass `--include-crds` to helm.
-    #[arg(long)]
-    pub helm_skip_crds: bool,
-    /// Seconds kustomize or helm may run before they are killed.
-    #[arg(long, default_value_t = 60)]
-    pub timeout: u64,
-}
-
-/// `--type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TypeArg {
-    /// Detect from the directory.
-    Auto,
-    /// YAML/JSON files.
-    Plain,
-    /// `kustomize build` (or `kubectl kustomize`).
-    Kustomize,
-    /// `helm template`.
-    Helm,
-}
-
-/// `--output`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// A YAML stream.
-    Yaml,
-    /// A JSON `v1 List`.
-    Json,
-}
-
-impl RenderArgs {
-    /// The library options these arguments ask for.
-    pub fn options(&self, dir: &Path) -> anyhow::Result<RenderOptions> {
-        let mut options = RenderOptions {
-            source_type: match self.source_type {
-                TypeArg::Auto => SourceType::Auto,
-                TypeArg::Plain => SourceType::Plain,
-                TypeArg::Kustomize => SourceType::Kustomize,
-                TypeArg::Helm => SourceType::Helm,
-            },
-            ..RenderOptions::default()
-        };
-        options.tools.timeout = Duration::from_secs(self.timeout);
-        options.helm.release_name = match &self.helm_release {
-            Some(name) => name.clone(),
-            None => chart_name(dir),
-        };
-        options.helm.namespace = self.helm_namespace.clone();
-        options.helm.include_crds = !self.helm_skip_crds;
-        // Values files named on the command line are the user's own: make them absolute.
-        options.helm.values_files = self
-            .helm_values
-            .iter()
-            .map(|v| {
-                std::fs::canonicalize(v).with_context(|| format!("--helm-values {}", v.display()))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        Ok(options)
-    }
-}
-
-/// The directory's name, as a release name (`release` when it has none, e.g. `/`).
-fn chart_name(path: &Path) -> String {
-    std::fs::canonicalize(path)
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "release".into())
-}
-
-/// Renders and formats; the manifests are sorted in apply order.
-pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
+/// Renders and formats; the manifests are sorted in apply order. `cluster` is only talked to
+/// with `--cluster`.
+pub fn render_to_string(cluster: &ClusterArgs, args: &RenderArgs) -> anyhow::Result<String> {
     let input = args.input.resolve()?;
     if let Some(revision) = &input.revision {
         eprintln!(
@@ -113,7 +18,7 @@ pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
             revision.sha
         );
     }
-    let options = args.options(&input.dir)?;
+    let options = args.options(&input.dir, cluster)?;
     let mut manifests: Vec<Manifest> = headway_render::render(&input.dir, &options)?;
     headway_model::order::sort_for_apply(&mut manifests);
     Ok(match args.output {
@@ -126,20 +31,11 @@ pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
     })
 }
 
-/// Runs `headway render`: prints the manifests on stdout. When rendering fails, prints every
-/// problem on stderr and exits with code 1; other failures (bad flags) are returned.
-pub fn run(args: RenderArgs) -> anyhow::Result<()> {
+/// Runs `headway render`: prints the manifests on stdout. When rendering fails, every problem
+/// is in the returned error.
+pub fn run(cluster: &ClusterArgs, args: RenderArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let text = match render_to_string(&args) {
-        Ok(text) => text,
-        Err(e) => match e.downcast_ref::<headway_render::RenderErrors>() {
-            Some(errors) => {
-                eprintln!("error: {errors}");
-                std::process::exit(1);
-            }
-            None => return Err(e),
-        },
-    };
+    let text = render_to_string(cluster, &args)?;
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -155,6 +51,7 @@ pub fn run(args: RenderArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::path::Path;
 
     #[derive(Parser)]
     struct Cli {
@@ -187,7 +84,7 @@ mod tests {
             "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: demo}\ndata: {flag: \"on\"}\n",
         );
         let p = dir.path().to_str().unwrap();
-        let yaml = render_to_string(&args(&[p])).unwrap();
+        let yaml = render_to_string(&ClusterArgs::default(), &args(&[p])).unwrap();
         let kinds: Vec<&str> = yaml
             .lines()
             .filter_map(|l| l.strip_prefix("kind: "))
@@ -200,7 +97,7 @@ mod tests {
         assert!(yaml.contains("flag: \"on\""), "{yaml}");
         assert!(yaml.contains("paused: true"), "{yaml}");
 
-        let json = render_to_string(&args(&[p, "-o", "json"])).unwrap();
+        let json = render_to_string(&ClusterArgs::default(), &args(&[p, "-o", "json"])).unwrap();
         let list: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(list["kind"], "List");
         assert_eq!(list["items"][2]["spec"]["paused"], true);
@@ -210,7 +107,11 @@ mod tests {
     fn every_error_is_returned() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.yaml", "kind: X\n---\nb: [\n");
-        let err = render_to_string(&args(&[dir.path().to_str().unwrap()])).unwrap_err();
+        let err = render_to_string(
+            &ClusterArgs::default(),
+            &args(&[dir.path().to_str().unwrap()]),
+        )
+        .unwrap_err();
         let text = format!("{err:#}");
         assert!(
             text.starts_with("rendering failed with 2 errors:"),
@@ -218,41 +119,5 @@ mod tests {
         );
         assert!(text.contains("a.yaml (document 0, line 1)"), "{text}");
         assert!(text.contains("a.yaml (document 1, line 3)"), "{text}");
-    }
-
-    #[test]
-    fn options_follow_the_flags() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "mychart/values-prod.yaml", "a: 1\n");
-        let chart = dir.path().join("mychart");
-        let values = chart.join("values-prod.yaml");
-        let a = args(&[
-            chart.to_str().unwrap(),
-            "--type",
-            "helm",
-            "--helm-namespace",
-            "apps",
-            "--helm-values",
-            values.to_str().unwrap(),
-            "--timeout",
-            "5",
-        ]);
-        let o = a.options(&chart).unwrap();
-        assert_eq!(o.source_type, SourceType::Helm);
-        assert_eq!(o.helm.release_name, "mychart");
-        assert_eq!(o.helm.namespace, "apps");
-        assert_eq!(
-            o.helm.values_files,
-            [std::fs::canonicalize(&values).unwrap()]
-        );
-        assert!(o.helm.include_crds);
-        assert_eq!(o.tools.timeout, Duration::from_secs(5));
-        let a = args(&[
-            chart.to_str().unwrap(),
-            "--helm-values",
-            "/nonexistent.yaml",
-        ]);
-        assert!(a.options(&chart).is_err());
-        assert!(Cli::try_parse_from(["render", "x", "--type", "jsonnet"]).is_err());
     }
 }

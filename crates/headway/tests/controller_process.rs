@@ -12,11 +12,12 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use headway_tests::git::{Upstream, git_daemon};
+use headway_tests::process::Guarded;
 use headway_tests::{TestNamespace, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -25,9 +26,9 @@ use support::*;
 
 const LEASE_SECONDS: u64 = 6;
 
-/// A `headway controller` child process; killed on drop.
+/// A `headway controller` child process; killed on drop, and when this test binary ends.
 struct Process {
-    child: Child,
+    child: Guarded,
     log: PathBuf,
     identity: String,
 }
@@ -45,21 +46,22 @@ impl Process {
             .create(true)
             .append(true)
             .open(&log)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_headway"))
-            .args(["controller", "--namespace", ns, "--lease-namespace", ns])
-            .args(["--lease-name", "headway-controller", "--identity", identity])
-            .args(["--lease-duration", &LEASE_SECONDS.to_string()])
-            // Several replicas on one machine: each its own API port.
-            .args(["--http-address", "127.0.0.1:0"])
-            .args(["--apply-concurrency", &apply_concurrency.to_string()])
-            .arg("--cache-dir")
-            .arg(&cache)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .context("starting headway controller")?;
+        let child = Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_headway"))
+                .args(["controller", "--namespace", ns, "--lease-namespace", ns])
+                .args(["--lease-name", "headway-controller", "--identity", identity])
+                .args(["--lease-duration", &LEASE_SECONDS.to_string()])
+                // Several replicas on one machine: each its own API port.
+                .args(["--http-address", "127.0.0.1:0"])
+                .args(["--apply-concurrency", &apply_concurrency.to_string()])
+                .arg("--cache-dir")
+                .arg(&cache)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(file.try_clone()?)
+                .stderr(file),
+        )
+        .context("starting headway controller")?;
         Ok(Process {
             child,
             log,
@@ -73,8 +75,7 @@ impl Process {
 
     /// SIGKILL: no chance to release the Lease or finish anything.
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
     }
 
     /// SIGTERM, then waits for the exit status.
@@ -96,12 +97,6 @@ impl Process {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

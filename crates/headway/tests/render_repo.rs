@@ -1,10 +1,11 @@
 //! `headway render --repo`: the binary fetches a repository from a real `git daemon` and renders
-//! the directory given by `--path`, exactly as it renders the same directory checked out locally.
+//! the directory given by `--path`, exactly as it renders the same directory checked out locally;
+//! the fetch's warnings are printed on stderr.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use headway_tests::git::{Upstream, enabled, git_daemon};
+use headway_tests::git::{Upstream, enabled, git, git_daemon, http_server};
 
 const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: demo}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx}]}\n";
 const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n";
@@ -102,4 +103,53 @@ fn a_directory_and_a_repository_are_exclusive() {
         let out = headway(args, cache.path());
         assert_eq!(out.status.code(), Some(2), "{args:?}: a usage error");
     }
+}
+
+#[test]
+fn fetch_warnings_are_printed() {
+    if !enabled("fetch_warnings_are_printed") {
+        return;
+    }
+    let up = Upstream::new();
+    up.write("deploy/ns.yaml", NS);
+    // An embedded repository is committed as a submodule entry (a gitlink).
+    let sub = up.work.join("vendor/lib");
+    std::fs::create_dir_all(&sub).unwrap();
+    git(&sub, &["init", "-q", "-b", "main"]);
+    std::fs::write(sub.join("x"), "x").unwrap();
+    git(&sub, &["add", "x"]);
+    git(&sub, &["commit", "-q", "-m", "sub"]);
+    up.commit("with a submodule");
+    let cache = tempfile::tempdir().unwrap();
+
+    let (_daemon, url) = git_daemon(&up);
+    let out = headway(
+        &["render", "--repo", &url, "--path", "deploy"],
+        cache.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: {url}: submodule vendor/lib is not fetched (submodules are not supported)"
+        )),
+        "{}",
+        stderr(&out)
+    );
+
+    let (_http, http_url) = http_server(&up, &[("ada", "secret")]);
+    let out = Command::new(env!("CARGO_BIN_EXE_headway"))
+        .args(["fetch", "--repo", &http_url, "--username", "ada"])
+        .env("HEADWAY_GIT_CACHE", cache.path())
+        .env("HEADWAY_GIT_PASSWORD", "secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: {http_url}: credentials were sent over plain http (not encrypted)"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("secret"), "{}", stderr(&out));
 }

@@ -47,6 +47,9 @@
 //! [v1 ConfigMap]
 //! prod settings 7a0e3c5d9b1f2e48 r48123456
 //! ```
+//!
+//! long because the entry, its text encoding, its parser with line-numbered errors and the
+//! sharding are one format, and their round-trip tests (40% of the file) belong beside it.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};

@@ -6,15 +6,23 @@
 #![forbid(unsafe_code)]
 
 pub mod changeset;
+pub mod diff;
 pub mod digest;
-pub mod drift;
 pub mod health;
 pub mod id;
 pub mod inventory;
 pub mod manifest;
+mod meta;
+pub mod normalize;
 pub mod order;
+pub mod owner;
 pub mod prune;
+pub mod quantity;
+pub mod recreate;
+pub mod rendered_set;
 
 pub use digest::Digest;
 pub use id::ObjectRef;
 pub use manifest::{Manifest, SourceLocation};
+pub use owner::SyncOwner;
+pub use rendered_set::RenderedSet;

@@ -6,7 +6,7 @@ use std::collections::hash_map::Entry;
 use headway_model::{Manifest, ObjectRef, SourceLocation};
 use serde_json::Value;
 
-use crate::RenderError;
+use crate::error::RenderError;
 use crate::yaml::Document;
 
 /// Lists nested deeper than this are reported as not being objects.
@@ -114,6 +114,8 @@ mod tests {
                 line: Some(1),
             },
             value,
+            encrypted: None,
+            json: false,
         }
     }
 

@@ -1,8 +1,8 @@
 //! Render: turns a directory (a file tree checked out from git) into validated, digested
 //! [`Manifest`]s.
 //!
-//! # Source types and detection
-//! [`SourceType::Auto`] looks at the rendered directory itself (not below it):
+//! # Render types and detection
+//! [`RenderType::Auto`] looks at the rendered directory itself (not below it):
 //! a `kustomization.yaml`, `kustomization.yml` or `Kustomization` file means Kustomize (it wins
 //! over a `Chart.yaml`, since kustomize can inflate charts), a `Chart.yaml` means Helm, anything
 //! else is a plain directory of YAML/JSON manifests. An explicit type overrides detection.
@@ -30,8 +30,10 @@
 //! streams, also refusing duplicate keys.
 //!
 //! # Kustomize and Helm
-//! Run as child processes: `kustomize build DIR` (or `kubectl kustomize DIR` when `kustomize` is
-//! not on `PATH`), and `helm template RELEASE DIR --namespace NS --values F... [--include-crds]`.
+//! Run as child processes: `kustomize build --enable-helm --helm-command HELM DIR` (or `kubectl
+//! kustomize ...` when `kustomize` is not on `PATH`; `helmCharts` must be vendored), and `helm template RELEASE DIR --namespace NS --values F... [--include-crds]
+//! --kube-version V --api-versions A...` with the target cluster's [`Capabilities`] (or
+//! [`DEFAULT_KUBE_VERSION`] when the cluster is not known).
 //! The environment is cleared except `PATH`; `HOME`, the Helm and XDG directories point into a
 //! private temporary directory, `KUBECONFIG=/dev/null`, and HTTP(S) proxies point at a closed
 //! local port so that remote bases and chart repositories cannot be fetched. Helm's
@@ -52,8 +54,11 @@
 //! symlinks, tool failures with their stderr.
 #![forbid(unsafe_code)]
 
+pub mod chart;
 mod collect;
+mod decrypt;
 mod error;
+mod options;
 mod plain;
 mod tool;
 mod tools;
@@ -62,170 +67,25 @@ mod yaml;
 
 pub mod output;
 
-use std::ffi::OsString;
-use std::fmt;
-use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::time::Duration;
+use std::path::Path;
 
+pub use decrypt::{DecryptDocument, Decryptor, is_encrypted};
 pub use error::{RenderError, RenderErrors};
 use headway_model::Manifest;
+pub use options::{
+    Capabilities, DEFAULT_KUBE_VERSION, HelmOptions, HelmOptionsBuilder, Limits, RenderOptions,
+    RenderType, ToolOptions,
+};
 pub use walk::{KUSTOMIZATION_FILES, NOT_MANIFESTS};
 
-/// How a directory is rendered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum SourceType {
-    /// Detect from the directory's contents (see the crate documentation).
-    #[default]
-    Auto,
-    /// A directory of YAML/JSON manifests.
-    Plain,
-    /// `kustomize build`.
-    Kustomize,
-    /// `helm template`.
-    Helm,
-}
-
-impl SourceType {
-    /// The lower-case name, as accepted by [`FromStr`].
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceType::Auto => "auto",
-            SourceType::Plain => "plain",
-            SourceType::Kustomize => "kustomize",
-            SourceType::Helm => "helm",
-        }
-    }
-}
-
-impl fmt::Display for SourceType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SourceType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(SourceType::Auto),
-            "plain" => Ok(SourceType::Plain),
-            "kustomize" => Ok(SourceType::Kustomize),
-            "helm" => Ok(SourceType::Helm),
-            other => Err(format!(
-                "unknown source type `{other}` (expected auto, plain, kustomize or helm)"
-            )),
-        }
-    }
-}
-
-/// Size and count limits that protect the renderer from hostile or broken repositories.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest manifest file read, in bytes. Default 16 MiB.
-    pub max_file_bytes: u64,
-    /// Largest sum of manifest file sizes, in bytes. Default 256 MiB.
-    pub max_total_bytes: u64,
-    /// Most manifest files in a plain directory. Default 20,000.
-    pub max_files: usize,
-    /// Most objects rendered. Default 100,000.
-    pub max_objects: usize,
-    /// Largest output accepted from kustomize or helm, in bytes. Default 256 MiB.
-    pub max_tool_output_bytes: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_file_bytes: 16 << 20,
-            max_total_bytes: 256 << 20,
-            max_files: 20_000,
-            max_objects: 100_000,
-            max_tool_output_bytes: 256 << 20,
-        }
-    }
-}
-
-/// Options for `helm template`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HelmOptions {
-    /// Release name (`.Release.Name`). Default `release`.
-    pub release_name: String,
-    /// Release namespace (`--namespace`, `.Release.Namespace`). Default `default`.
-    pub namespace: String,
-    /// Values files, in order. Relative paths are relative to the chart directory and must stay
-    /// inside the boundary; absolute paths are used as given (trusted callers only, e.g. the CLI).
-    pub values_files: Vec<PathBuf>,
-    /// Pass `--include-crds`. Default true.
-    pub include_crds: bool,
-}
-
-impl Default for HelmOptions {
-    fn default() -> Self {
-        HelmOptions {
-            release_name: "release".into(),
-            namespace: "default".into(),
-            values_files: Vec::new(),
-            include_crds: true,
-        }
-    }
-}
-
-/// How external tools are found and run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolOptions {
-    /// Longest a tool may run before it is killed. Default 60 s.
-    pub timeout: Duration,
-    /// The `kustomize` binary; default: `kustomize` on `PATH`.
-    pub kustomize: Option<PathBuf>,
-    /// The `kubectl` binary, used as `kubectl kustomize` when there is no `kustomize`; default:
-    /// `kubectl` on `PATH`.
-    pub kubectl: Option<PathBuf>,
-    /// The `helm` binary; default: `helm` on `PATH`.
-    pub helm: Option<PathBuf>,
-    /// The `PATH` used to find the tools and given to them; default: this process's `PATH`.
-    pub path: Option<OsString>,
-}
-
-impl Default for ToolOptions {
-    fn default() -> Self {
-        ToolOptions {
-            timeout: Duration::from_secs(60),
-            kustomize: None,
-            kubectl: None,
-            helm: None,
-            path: None,
-        }
-    }
-}
-
-/// Everything [`render`] needs besides the directory.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RenderOptions {
-    /// How to render; [`SourceType::Auto`] detects.
-    pub source_type: SourceType,
-    /// Options for Helm charts.
-    pub helm: HelmOptions,
-    /// External tools.
-    pub tools: ToolOptions,
-    /// Size and count limits.
-    pub limits: Limits,
-    /// The directory no symlink may point out of (e.g. the git checkout); default: the rendered
-    /// directory. It must contain the rendered directory.
-    pub boundary: Option<PathBuf>,
-    /// Threads used to parse plain files; default: the available parallelism (at most 8).
-    pub parallelism: Option<NonZeroUsize>,
-}
-
-/// Resolves [`SourceType::Auto`] for a directory: kustomization first, then `Chart.yaml`, else plain.
-pub fn detect(dir: &Path) -> SourceType {
+/// Resolves [`RenderType::Auto`] for a directory: kustomization first, then `Chart.yaml`, else plain.
+pub fn detect(dir: &Path) -> RenderType {
     if walk::is_kustomize_dir(dir) {
-        SourceType::Kustomize
+        RenderType::Kustomize
     } else if walk::is_helm_dir(dir) {
-        SourceType::Helm
+        RenderType::Helm
     } else {
-        SourceType::Plain
+        RenderType::Plain
     }
 }
 
@@ -257,17 +117,19 @@ pub fn render(dir: &Path, options: &RenderOptions) -> Result<Vec<Manifest>, Rend
             }
         },
     };
-    let source_type = match options.source_type {
-        SourceType::Auto => detect(&dir),
+    let render_type = match options.render_type {
+        // A fetched chart is rendered with the directory's values.
+        _ if options.helm.chart.is_some() => RenderType::Helm,
+        RenderType::Auto => detect(&dir),
         explicit => explicit,
     };
     let mut errors = Vec::new();
-    let mut manifests = match source_type {
-        SourceType::Plain | SourceType::Auto => {
+    let mut manifests = match render_type {
+        RenderType::Plain | RenderType::Auto => {
             plain::render(&dir, &boundary, options, &mut errors)
         }
-        SourceType::Kustomize => tools::kustomize(&dir, &boundary, options, &mut errors),
-        SourceType::Helm => tools::helm(&dir, &boundary, options, &mut errors),
+        RenderType::Kustomize => tools::kustomize(&dir, &boundary, options, &mut errors),
+        RenderType::Helm => tools::helm(&dir, &boundary, options, &mut errors),
     };
     if manifests.len() > options.limits.max_objects {
         errors.push(RenderError::TooManyObjects {

@@ -11,7 +11,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{RenderError, ToolOptions};
+use rustix::process::{Pid, Signal, kill_process_group};
+
+use crate::error::RenderError;
+use crate::options::ToolOptions;
 
 /// How much of a tool's standard error is kept for the error message (its tail).
 const STDERR_KEEP: usize = 16 * 1024;
@@ -51,14 +54,26 @@ pub(crate) struct Invocation<'a> {
 }
 
 impl Invocation<'_> {
+    /// The command line for messages; the (often hundreds of) `--api-versions` values are
+    /// counted, not listed.
     fn command_line(&self) -> String {
         let mut s = self.program.file_name().map_or_else(
             || self.program.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        for a in &self.args {
+        let mut api_versions = 0;
+        let mut args = self.args.iter();
+        while let Some(a) = args.next() {
+            if a == "--api-versions" {
+                api_versions += 1;
+                args.next();
+                continue;
+            }
             s.push(' ');
             s.push_str(&a.to_string_lossy());
+        }
+        if api_versions > 0 {
+            s.push_str(&format!(" --api-versions ({api_versions} values)"));
         }
         s
     }
@@ -210,17 +225,13 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Best effort: signal the whole process group (std has no killpg; `kill -- -PGID` does it).
-/// Only called while the child is not yet reaped, so its pid (the group id) cannot be reused.
+/// SIGKILL to the child's whole process group (the child leads it: `process_group(0)`), so
+/// whatever the tool started dies with it. A library call (`killpg(2)` through rustix), not the
+/// `kill` program, which a minimal image may lack. Only called while the child is not yet
+/// reaped, so its pid (the group id) cannot have been reused; the only possible error is a group
+/// already gone (`ESRCH`), which is what we want.
 fn kill_group(child: &Child) {
-    let pgid = child.id();
-    if let Some(kill) = which("kill", OsStr::new("/bin:/usr/bin")) {
-        let _ = Command::new(kill)
-            .args(["-KILL", "--", &format!("-{pgid}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
+    let _ = kill_process_group(Pid::from_child(child), Signal::KILL);
 }
 
 /// The tail of a tool's standard error, as text.

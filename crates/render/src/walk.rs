@@ -5,7 +5,8 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::{Limits, RenderError};
+use crate::error::RenderError;
+use crate::options::Limits;
 
 /// Files at the root of a directory that mark it as a Kustomize directory.
 pub const KUSTOMIZATION_FILES: [&str; 3] =

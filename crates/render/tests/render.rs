@@ -7,14 +7,14 @@ use std::os::unix::fs::symlink;
 use std::time::{Duration, Instant};
 
 use headway_render::{
-    Limits, RenderError, RenderOptions, SourceType, ToolOptions, detect, output, parse_manifests,
+    Limits, RenderError, RenderOptions, RenderType, ToolOptions, detect, output, parse_manifests,
     render,
 };
 use support::*;
 
 fn plain() -> RenderOptions {
     RenderOptions {
-        source_type: SourceType::Plain,
+        render_type: RenderType::Plain,
         ..RenderOptions::default()
     }
 }
@@ -167,10 +167,10 @@ fn a_three_thousand_document_stream_parses() {
 fn detection_picks_kustomize_then_helm_then_plain() {
     assert_eq!(
         detect(&testdata("kustomize/overlays/prod")),
-        SourceType::Kustomize
+        RenderType::Kustomize
     );
-    assert_eq!(detect(&testdata("helm/demo")), SourceType::Helm);
-    assert_eq!(detect(&testdata("plain")), SourceType::Plain);
+    assert_eq!(detect(&testdata("helm/demo")), RenderType::Helm);
+    assert_eq!(detect(&testdata("plain")), RenderType::Plain);
     let dir = tempfile::tempdir().unwrap();
     write_tree(
         dir.path(),
@@ -179,9 +179,9 @@ fn detection_picks_kustomize_then_helm_then_plain() {
             ("Chart.yaml", "name: x\n"),
         ],
     );
-    assert_eq!(detect(dir.path()), SourceType::Kustomize);
-    assert_eq!("helm".parse::<SourceType>().unwrap(), SourceType::Helm);
-    assert!("jsonnet".parse::<SourceType>().is_err());
+    assert_eq!(detect(dir.path()), RenderType::Kustomize);
+    assert_eq!("helm".parse::<RenderType>().unwrap(), RenderType::Helm);
+    assert!("jsonnet".parse::<RenderType>().is_err());
 }
 
 #[test]
@@ -369,7 +369,7 @@ fn fake_kustomize(script: &str, timeout: Duration) -> (tempfile::TempDir, Render
     let tools = tempfile::tempdir().unwrap();
     let program = fake_tool(tools.path(), "kustomize", script);
     let options = RenderOptions {
-        source_type: SourceType::Kustomize,
+        render_type: RenderType::Kustomize,
         tools: ToolOptions {
             kustomize: Some(program),
             timeout,
@@ -404,6 +404,69 @@ fn a_tool_that_hangs_is_killed_at_the_timeout() {
     );
 }
 
+/// Whether a process is running: `/proc/<pid>` exists and is not a zombie (a killed process
+/// whose parent has not reaped it yet is dead).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            !matches!(state.and_then(|s| s.chars().next()), Some('Z' | 'X'))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Kills what a failed test left behind.
+struct Reaper(Vec<u32>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_timed_out_tool_and_its_children_are_all_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = tempfile::tempdir().unwrap();
+    let p = pids.path().display();
+    // The tool starts a child that sleeps (no signal ignored), records both pids, and becomes a
+    // sleep itself (`exec`, so that its pid is the one recorded).
+    let (_tools, options) = fake_kustomize(
+        &format!(
+            "sleep 300 & echo $! > {p}/grandchild.tmp; mv {p}/grandchild.tmp {p}/grandchild\n\
+             echo $$ > {p}/child.tmp; mv {p}/child.tmp {p}/child; exec sleep 300"
+        ),
+        Duration::from_millis(1500),
+    );
+    let errors = render_err(dir.path(), &options);
+    assert!(
+        error_lines(&errors)[0].contains("timed out after"),
+        "{errors}"
+    );
+    let read = |name: &str| -> u32 {
+        let text = std::fs::read_to_string(pids.path().join(name))
+            .unwrap_or_else(|e| panic!("the tool did not record its {name} pid in time: {e}"));
+        text.trim().parse().unwrap()
+    };
+    let (child, grandchild) = (read("child"), read("grandchild"));
+    let _reaper = Reaper(vec![child, grandchild]);
+    // The group was sent SIGKILL before the render returned; the kernel may take a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (alive(child) || alive(grandchild)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(child), "the tool (pid {child}) is still running");
+    assert!(
+        !alive(grandchild),
+        "the tool's child (pid {grandchild}) is still running: the process group was not killed"
+    );
+}
+
 #[test]
 fn a_failing_tool_reports_its_stderr() {
     let dir = tempfile::tempdir().unwrap();
@@ -425,7 +488,7 @@ fn a_failing_tool_reports_its_stderr() {
         "echo \"Error: template: $2/templates/x.yaml:3: bad\" >&2; exit 1",
     );
     let options = RenderOptions {
-        source_type: SourceType::Helm,
+        render_type: RenderType::Helm,
         tools: ToolOptions {
             helm: Some(helm),
             ..ToolOptions::default()
@@ -472,6 +535,10 @@ data:
 EOF"#,
         Duration::from_secs(10),
     );
+    // kustomize inflates `helmCharts` with the same helm (found on PATH, or this one).
+    let mut options = options;
+    let helm = fake_tool(_tools.path(), "helm", "exit 1");
+    options.tools.helm = Some(helm.clone());
     let m = render(dir.path(), &options).unwrap();
     let data = &m[0].object["data"];
     let home = data["home"].as_str().unwrap();
@@ -481,7 +548,14 @@ EOF"#,
     assert_eq!(data["leaked"], "none");
     let canonical = std::fs::canonicalize(dir.path()).unwrap();
     assert_eq!(data["cwd"], canonical.to_str().unwrap());
-    assert_eq!(data["args"], format!("build {}", canonical.display()));
+    assert_eq!(
+        data["args"],
+        format!(
+            "build --enable-helm --helm-command {} {}",
+            helm.display(),
+            canonical.display()
+        )
+    );
     // The private home is removed afterwards.
     assert!(!std::path::Path::new(home).exists());
 }
@@ -517,7 +591,7 @@ fn helm_values_files_must_stay_inside_the_repository() {
 fn a_missing_tool_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let options = RenderOptions {
-        source_type: SourceType::Helm,
+        render_type: RenderType::Helm,
         tools: ToolOptions {
             helm: Some("/nonexistent/helm".into()),
             ..ToolOptions::default()
@@ -551,7 +625,7 @@ fn tools_are_looked_up_on_the_configured_path() {
     let dir = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
     let mut options = RenderOptions {
-        source_type: SourceType::Kustomize,
+        render_type: RenderType::Kustomize,
         tools: ToolOptions {
             path: Some(empty.path().as_os_str().to_owned()),
             ..ToolOptions::default()
@@ -562,14 +636,14 @@ fn tools_are_looked_up_on_the_configured_path() {
         error_lines(&render_err(dir.path(), &options)),
         ["kustomize not found on PATH (looked for kustomize, kubectl)"]
     );
-    options.source_type = SourceType::Helm;
+    options.render_type = RenderType::Helm;
     assert_eq!(
         error_lines(&render_err(dir.path(), &options)),
         ["helm not found on PATH (looked for helm)"]
     );
     // `kubectl kustomize` is the fallback.
     fake_tool(empty.path(), "kubectl", "echo \"# $*\" >&2; exit 7");
-    options.source_type = SourceType::Kustomize;
+    options.render_type = RenderType::Kustomize;
     let lines = error_lines(&render_err(dir.path(), &options));
     assert!(lines[0].starts_with("kubectl kustomize "), "{lines:?}");
     assert!(

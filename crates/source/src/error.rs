@@ -44,13 +44,41 @@ pub enum SourceError {
         /// `SHA256:...`, as `ssh-keygen -lf` prints it.
         fingerprint: String,
     },
-    /// known_hosts has keys for this host but not the one the server presented (or it is revoked).
+    /// known_hosts has keys for this host but not the one the server presented.
     #[error(
-        "SSH host key for {host} has CHANGED (or is revoked): the server presented {key_type} \
-         {fingerprint}, which known_hosts does not list for this host; refusing to connect \
-         (possible man-in-the-middle attack)"
+        "SSH host key for {host} has CHANGED: the server presented {key_type} {fingerprint}, \
+         which known_hosts does not list for this host; refusing to connect (possible \
+         man-in-the-middle attack)"
     )]
     HostKeyChanged {
+        /// `host` or `[host]:port`.
+        host: String,
+        /// Key type presented.
+        key_type: String,
+        /// `SHA256:...` of the key presented.
+        fingerprint: String,
+    },
+    /// known_hosts marks the key the server presented as `@revoked` for this host.
+    #[error(
+        "SSH host key for {host} is REVOKED: the server presented {key_type} {fingerprint}, \
+         which known_hosts marks @revoked; refusing to connect"
+    )]
+    HostKeyRevoked {
+        /// `host` or `[host]:port`.
+        host: String,
+        /// Key type presented.
+        key_type: String,
+        /// `SHA256:...` of the key presented.
+        fingerprint: String,
+    },
+    /// known_hosts trusts this host only through `@cert-authority` lines, and host
+    /// certificates are not supported.
+    #[error(
+        "SSH host {host} is trusted in known_hosts only through @cert-authority, and Headway does \
+         not check host certificates; add the server's own key ({key_type} {fingerprint}) to \
+         known_hosts to trust it"
+    )]
+    HostCertificateUnsupported {
         /// `host` or `[host]:port`.
         host: String,
         /// Key type presented.

@@ -380,7 +380,7 @@ fn run_fetch_listing(
             });
             return Err(git2::Error::from_str("host key unavailable"));
         };
-        match known_hosts::verify(known_hosts, &host, kind.name(), key) {
+        match known_hosts::verify(known_hosts, &host, key) {
             Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
             Err(problem) => {
                 let key_type = kind.name().to_string();
@@ -392,6 +392,16 @@ fn run_fetch_listing(
                         fingerprint,
                     },
                     HostKeyProblem::Changed => SourceError::HostKeyChanged {
+                        host,
+                        key_type,
+                        fingerprint,
+                    },
+                    HostKeyProblem::Revoked => SourceError::HostKeyRevoked {
+                        host,
+                        key_type,
+                        fingerprint,
+                    },
+                    HostKeyProblem::CertificateOnly => SourceError::HostCertificateUnsupported {
                         host,
                         key_type,
                         fingerprint,

@@ -1,80 +1,109 @@
 //! SSH host key verification against OpenSSH known_hosts text.
 //!
-//! Supported: plain host patterns (`host`, `[host]:port`, comma lists, `*` and `?` wildcards,
-//! `!` negation), `@revoked` markers. Hashed entries (`|1|...`) and `@cert-authority` lines are
-//! ignored: list hosts in clear text (`ssh-keyscan` without `-H`).
+//! Lines are parsed by the `ssh-key` crate (markers, host fields, key types and blobs); this
+//! module decides which lines name the host and what the server's key is worth:
+//!
+//! - host fields: patterns (`host`, `[host]:port`, comma lists, `*` and `?` wildcards, `!`
+//!   negation) and hashed names (`|1|salt|hash`, HMAC-SHA1 of the name, as `ssh-keygen -H` and
+//!   Debian's default `HashKnownHosts yes` write them);
+//! - `@revoked`: a key listed so for the host is refused, whatever other lines say;
+//! - `@cert-authority`: host certificates are not checked, so these lines never make a key
+//!   trusted; a host named only by such lines gets [`HostKeyProblem::CertificateOnly`], whose
+//!   error says so.
+//!
+//! Like OpenSSH, a line that cannot be parsed is skipped (and logged with its line number):
+//! one bad line in a user's known_hosts must not make every other host unknown.
 
-use sha2::{Digest as _, Sha256};
+use hmac::{Hmac, KeyInit as _, Mac as _};
+use sha1::Sha1;
+use ssh_key::known_hosts::{Entry, HostPatterns, Marker};
+use ssh_key::{HashAlg, PublicKey};
 
 /// Why a host key was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HostKeyProblem {
     /// No entry names this host.
     Unknown,
-    /// Entries name this host, but none with this key (or the key is revoked).
+    /// Entries name this host, but none with this key.
     Changed,
+    /// An `@revoked` entry for this host lists this key.
+    Revoked,
+    /// Only `@cert-authority` entries name this host; host certificates are not supported.
+    CertificateOnly,
 }
 
-/// Checks the key the server presented (`key_type` as in known_hosts, e.g. `ssh-ed25519`, and
-/// the raw key blob) against `known_hosts` for `host_name` (`host` or `[host]:port`).
-pub(crate) fn verify(
-    known_hosts: &str,
-    host_name: &str,
-    key_type: &str,
-    key: &[u8],
-) -> Result<(), HostKeyProblem> {
-    let key_b64 = base64(key, true);
+/// Checks the key the server presented (the raw SSH wire-format blob) against `known_hosts` for
+/// `host_name` (`host`, or `[host]:port` when the port is not 22).
+pub(crate) fn verify(known_hosts: &str, host_name: &str, key: &[u8]) -> Result<(), HostKeyProblem> {
+    // A blob that does not decode cannot be equal to a listed key; the host may still be known.
+    let presented = PublicKey::from_bytes(key).ok();
     let mut host_known = false;
+    let mut certificate_authority = false;
     let mut accepted = false;
-    for line in known_hosts.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    for entry in entries(known_hosts) {
+        if !host_matches(entry.host_patterns(), host_name) {
             continue;
         }
-        let mut fields = line.split_whitespace();
-        let mut first = fields.next().unwrap_or("");
-        let mut revoked = false;
-        if let Some(marker) = first.strip_prefix('@') {
-            match marker {
-                "revoked" => revoked = true,
-                _ => continue, // @cert-authority: certificates are not supported
+        let same_key = presented
+            .as_ref()
+            .is_some_and(|p| p.key_data() == entry.public_key().key_data());
+        match entry.marker() {
+            Some(Marker::Revoked) if same_key => return Err(HostKeyProblem::Revoked),
+            Some(Marker::Revoked) => {}
+            Some(Marker::CertAuthority) => certificate_authority = true,
+            None => {
+                host_known = true;
+                accepted |= same_key;
             }
-            first = fields.next().unwrap_or("");
         }
-        let (Some(kt), Some(kb)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        if !hosts_match(first, host_name) {
-            continue;
-        }
-        let same_key = kt == key_type && kb == key_b64;
-        if revoked {
-            if same_key {
-                return Err(HostKeyProblem::Changed);
-            }
-            continue;
-        }
-        host_known = true;
-        accepted |= same_key;
     }
-    match (accepted, host_known) {
-        (true, _) => Ok(()),
-        (false, true) => Err(HostKeyProblem::Changed),
-        (false, false) => Err(HostKeyProblem::Unknown),
+    match (accepted, host_known, certificate_authority) {
+        (true, _, _) => Ok(()),
+        (false, true, _) => Err(HostKeyProblem::Changed),
+        (false, false, true) => Err(HostKeyProblem::CertificateOnly),
+        (false, false, false) => Err(HostKeyProblem::Unknown),
     }
 }
 
 /// `SHA256:<base64 without padding>` of a raw key, as `ssh-keygen -lf` prints it.
 pub(crate) fn fingerprint(key: &[u8]) -> String {
-    format!("SHA256:{}", base64(&Sha256::digest(key), false))
+    match PublicKey::from_bytes(key) {
+        Ok(key) => key.fingerprint(HashAlg::Sha256).to_string(),
+        Err(e) => format!("(undecodable key: {e})"),
+    }
 }
 
-fn hosts_match(patterns: &str, host: &str) -> bool {
-    let mut matched = false;
-    for pattern in patterns.split(',') {
-        if pattern.starts_with('|') {
-            continue; // hashed host names are not supported
+/// The entries of known_hosts text, skipping comments, blank and unreadable lines.
+fn entries(known_hosts: &str) -> impl Iterator<Item = Entry> + '_ {
+    known_hosts.lines().enumerate().filter_map(|(index, line)| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
         }
+        // ssh-key expects single spaces between fields; OpenSSH accepts any whitespace.
+        let normalized = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        match normalized.parse::<Entry>() {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                let line = index + 1;
+                tracing::warn!(line, error = %e, "skipping unreadable known_hosts line");
+                None
+            }
+        }
+    })
+}
+
+fn host_matches(patterns: &HostPatterns, host: &str) -> bool {
+    match patterns {
+        HostPatterns::Patterns(list) => patterns_match(list, host),
+        HostPatterns::HashedName { salt, hash } => hashed_name_matches(salt, hash, host),
+    }
+}
+
+/// A comma list of patterns: some pattern matches and no negated one does.
+fn patterns_match(patterns: &[String], host: &str) -> bool {
+    let mut matched = false;
+    for pattern in patterns {
         if let Some(negated) = pattern.strip_prefix('!') {
             if glob(negated, host) {
                 return false;
@@ -84,6 +113,15 @@ fn hosts_match(patterns: &str, host: &str) -> bool {
         }
     }
     matched
+}
+
+/// `|1|salt|hash`: `hash` is HMAC-SHA1 keyed by `salt` of the (lower-case) host name.
+fn hashed_name_matches(salt: &[u8], hash: &[u8; 20], host: &str) -> bool {
+    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(salt) else {
+        return false;
+    };
+    mac.update(host.to_ascii_lowercase().as_bytes());
+    mac.verify_slice(hash).is_ok()
 }
 
 /// `*` and `?` wildcards, ASCII case-insensitive (host names).
@@ -111,48 +149,155 @@ fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-fn base64(bytes: &[u8], pad: bool) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
     use super::*;
 
+    /// A fresh ed25519 key made by the real `ssh-keygen`: (known_hosts key text, raw blob).
+    fn keygen(dir: &Path, name: &str) -> (String, Vec<u8>) {
+        let path = dir.join(name);
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&path)
+            .output()
+            .expect("ssh-keygen (openssh-client) must be installed");
+        assert!(out.status.success(), "ssh-keygen: {out:?}");
+        let text = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        let text = text.trim().to_string();
+        let blob = PublicKey::from_openssh(&text).unwrap().to_bytes().unwrap();
+        (text, blob)
+    }
+
+    /// `lines` hashed by the real `ssh-keygen -H`, read back.
+    fn hashed(dir: &Path, lines: &str) -> String {
+        let file = dir.join("known_hosts");
+        std::fs::write(&file, lines).unwrap();
+        let out = Command::new("ssh-keygen")
+            .arg("-H")
+            .arg("-f")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ssh-keygen -H: {out:?}");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains("example"), "not hashed: {text}");
+        text
+    }
+
     #[test]
-    fn base64_matches_rfc4648() {
-        for (input, padded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(input.as_bytes(), true), padded);
-            assert_eq!(
-                base64(input.as_bytes(), false),
-                padded.trim_end_matches('=')
-            );
+    fn hashed_entries_written_by_ssh_keygen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, blob) = keygen(dir.path(), "host");
+        let (other, other_blob) = keygen(dir.path(), "other");
+        let kh = hashed(
+            dir.path(),
+            &format!("git.example.com {key}\n[git.example.com]:2222 {other}\n"),
+        );
+        for line in kh.lines() {
+            assert!(line.starts_with("|1|"), "{line}");
         }
+        assert_eq!(verify(&kh, "git.example.com", &blob), Ok(()));
+        assert_eq!(verify(&kh, "GIT.example.com", &blob), Ok(()));
+        assert_eq!(verify(&kh, "[git.example.com]:2222", &other_blob), Ok(()));
+        // The port is part of the name: each port has its own key.
+        assert_eq!(
+            verify(&kh, "git.example.com", &other_blob),
+            Err(HostKeyProblem::Changed)
+        );
+        assert_eq!(
+            verify(&kh, "[git.example.com]:2222", &blob),
+            Err(HostKeyProblem::Changed)
+        );
+        assert_eq!(
+            verify(&kh, "[git.example.com]:2223", &blob),
+            Err(HostKeyProblem::Unknown)
+        );
+        assert_eq!(
+            verify(&kh, "example.com", &blob),
+            Err(HostKeyProblem::Unknown)
+        );
+    }
+
+    #[test]
+    fn markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, blob) = keygen(dir.path(), "host");
+        let (other, other_blob) = keygen(dir.path(), "other");
+        let (ca, _) = keygen(dir.path(), "ca");
+        // ssh-keygen -H leaves marked lines alone; a marker may still precede a hashed name.
+        let revoked = hashed(dir.path(), &format!("r.example {other}\n"));
+        let authority = hashed(dir.path(), &format!("ca.example {ca}\n"));
+        let kh = hashed(dir.path(), &format!("r.example {key}\nr.example {other}\n"))
+            + &format!("@revoked {revoked}@cert-authority {authority}");
+        assert_eq!(verify(&kh, "r.example", &blob), Ok(()));
+        // Revoked wins over the plain line listing the same key.
+        assert_eq!(
+            verify(&kh, "r.example", &other_blob),
+            Err(HostKeyProblem::Revoked)
+        );
+        assert_eq!(
+            verify(&kh, "ca.example", &blob),
+            Err(HostKeyProblem::CertificateOnly)
+        );
+        // Plain (unhashed) markers and patterns.
+        let plain = format!(
+            "@cert-authority *.example {ca}\n@revoked *.example {other}\nok.example {key}\n"
+        );
+        assert_eq!(verify(&plain, "ok.example", &blob), Ok(()));
+        assert_eq!(
+            verify(&plain, "ok.example", &other_blob),
+            Err(HostKeyProblem::Revoked)
+        );
+        assert_eq!(
+            verify(&plain, "new.example", &blob),
+            Err(HostKeyProblem::CertificateOnly)
+        );
+    }
+
+    #[test]
+    fn plain_patterns_and_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, blob) = keygen(dir.path(), "host");
+        let (other, other_blob) = keygen(dir.path(), "other");
+        let kh = format!(
+            "# comment\n\n  [h]:2222,alias\t{key}\nh {other}\nnot a key line\n|1|bad|hash {key}\n\
+             *.example.com,!bad.example.com {key}\n"
+        );
+        assert_eq!(verify(&kh, "[h]:2222", &blob), Ok(()));
+        assert_eq!(verify(&kh, "alias", &blob), Ok(()));
+        assert_eq!(verify(&kh, "h", &other_blob), Ok(()));
+        assert_eq!(verify(&kh, "h", &blob), Err(HostKeyProblem::Changed));
+        assert_eq!(
+            verify(&kh, "[h]:2222", &other_blob),
+            Err(HostKeyProblem::Changed)
+        );
+        assert_eq!(verify(&kh, "git.example.com", &blob), Ok(()));
+        assert_eq!(
+            verify(&kh, "bad.example.com", &blob),
+            Err(HostKeyProblem::Unknown)
+        );
+        assert_eq!(verify(&kh, "nobody", &blob), Err(HostKeyProblem::Unknown));
+        assert_eq!(verify("", "h", &blob), Err(HostKeyProblem::Unknown));
+        // An undecodable blob matches nothing.
+        assert_eq!(verify(&kh, "h", b"junk"), Err(HostKeyProblem::Changed));
+    }
+
+    #[test]
+    fn fingerprint_is_the_one_ssh_keygen_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, blob) = keygen(dir.path(), "host");
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(dir.path().join("host.pub"))
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&out.stdout);
+        let ours = fingerprint(&blob);
+        assert!(ours.starts_with("SHA256:"), "{ours}");
+        assert!(printed.contains(&ours), "{printed} vs {ours}");
     }
 
     #[test]
@@ -160,38 +305,8 @@ mod tests {
         assert!(glob("*.example.com", "git.example.com"));
         assert!(glob("[127.0.0.1]:22?2", "[127.0.0.1]:2222"));
         assert!(!glob("*.example.com", "example.org"));
-        assert!(hosts_match("a,b,[c]:2", "[c]:2"));
-        assert!(!hosts_match("*,!bad", "bad"));
-    }
-
-    #[test]
-    fn verifies_keys() {
-        let key = b"key-one";
-        let other = b"key-two";
-        let kh = format!(
-            "# comment\n[h]:2222,alias ssh-ed25519 {}\nh ssh-rsa {}\n@revoked r ssh-ed25519 {}\nr ssh-ed25519 {}\n",
-            base64(key, true),
-            base64(other, true),
-            base64(key, true),
-            base64(key, true)
-        );
-        assert_eq!(verify(&kh, "[h]:2222", "ssh-ed25519", key), Ok(()));
-        assert_eq!(verify(&kh, "alias", "ssh-ed25519", key), Ok(()));
-        assert_eq!(
-            verify(&kh, "[h]:2222", "ssh-ed25519", other),
-            Err(HostKeyProblem::Changed)
-        );
-        assert_eq!(
-            verify(&kh, "h", "ssh-ed25519", key),
-            Err(HostKeyProblem::Changed)
-        );
-        assert_eq!(
-            verify(&kh, "nobody", "ssh-ed25519", key),
-            Err(HostKeyProblem::Unknown)
-        );
-        assert_eq!(
-            verify(&kh, "r", "ssh-ed25519", key),
-            Err(HostKeyProblem::Changed)
-        );
+        let list = |s: &str| s.split(',').map(str::to_string).collect::<Vec<_>>();
+        assert!(patterns_match(&list("a,b,[c]:2"), "[c]:2"));
+        assert!(!patterns_match(&list("*,!bad"), "bad"));
     }
 }

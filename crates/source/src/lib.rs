@@ -29,11 +29,12 @@ mod cache;
 mod error;
 mod git;
 mod known_hosts;
+mod secret;
 mod tree;
 mod types;
 mod url;
 
 pub use cache::Cache;
 pub use error::SourceError;
-pub use types::{Auth, FetchOptions, FetchStats, GitRef, Limits, Revision, Secret, Source};
-pub use url::redact as redact_url;
+pub use secret::{Secret, redact_url};
+pub use types::{Auth, FetchOptions, FetchStats, GitRef, Limits, Revision, Source};

@@ -1,49 +1,14 @@
 //! The public vocabulary of the crate: what to fetch ([`Source`], [`GitRef`], [`Auth`]), how
 //! ([`FetchOptions`], [`Limits`]) and what comes back ([`Revision`], [`FetchStats`]).
 //!
-//! Secrets are held in [`Secret`], whose `Debug` never shows the value; `Source`'s `Debug` shows
-//! its URL with any password removed.
+//! Secrets are held in [`Secret`] (module `secret`); `Source`'s `Debug` shows its URL with any
+//! password removed.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A string that must never be printed: passwords, tokens, private keys, passphrases.
-///
-/// `Debug` prints `Secret(<redacted>)`; there is no `Display`. Read the value with
-/// [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret value itself. Do not log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Secret::new(value)
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Secret(value)
-    }
-}
+use crate::secret::{Secret, redact_url};
 
 /// What to check out: a branch's current head, a tag, or one pinned commit.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -88,8 +53,8 @@ pub enum Auth {
         private_key: Secret,
         /// Its passphrase, if it is encrypted.
         passphrase: Option<Secret>,
-        /// known_hosts lines (OpenSSH format) that the server's host key must match. An unknown
-        /// or changed host key is refused.
+        /// known_hosts lines (OpenSSH format, hashed host names and `@revoked` included) that
+        /// the server's host key must match. An unknown, changed or revoked host key is refused.
         known_hosts: String,
     },
 }
@@ -126,7 +91,7 @@ impl Source {
 impl fmt::Debug for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Source")
-            .field("url", &crate::url::redact(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("reference", &self.reference)
             .field("auth", &self.auth)
             .finish()

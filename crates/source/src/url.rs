@@ -2,6 +2,7 @@
 //! known_hosts lookup), and a redacted form without the password for messages.
 
 use crate::error::SourceError;
+use crate::secret::redact_url;
 
 /// The transports Headway accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +38,7 @@ impl GitUrl {
 
 /// Parses a git URL; refuses local paths, `file://` and unknown schemes.
 pub(crate) fn parse(url: &str) -> Result<GitUrl, SourceError> {
-    let invalid = |why: &str| SourceError::Invalid(format!("URL {:?}: {why}", redact(url)));
+    let invalid = |why: &str| SourceError::Invalid(format!("URL {:?}: {why}", redact_url(url)));
     if url.trim() != url || url.is_empty() {
         return Err(invalid("empty or surrounded by spaces"));
     }
@@ -79,7 +80,7 @@ pub(crate) fn parse(url: &str) -> Result<GitUrl, SourceError> {
             has_password,
             host,
             port: port.unwrap_or(default_port),
-            redacted: redact(url),
+            redacted: redact_url(url),
         })
     } else {
         // scp-like: [user@]host:path, with no slash before the colon.
@@ -130,22 +131,6 @@ fn split_host_port(hostport: &str) -> Option<(String, Option<u16>)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
-/// The URL with the password of its user info replaced by `***`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,8 +174,6 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("https://u:p4ss@h/x"), "https://u:***@h/x");
-        assert_eq!(redact("https://u@h/x"), "https://u@h/x");
         let u = parse("https://u:p4ss@h:8443/x").unwrap();
         assert!(u.has_password);
         assert!(!u.redacted.contains("p4ss"));

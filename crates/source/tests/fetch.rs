@@ -510,6 +510,78 @@ fn ssh_key_auth_and_host_keys() {
     assert!(printed.contains(&fingerprint), "{printed} vs {fingerprint}");
 }
 
+/// known_hosts `lines` hashed by the real `ssh-keygen -H` (as Debian's ssh writes them).
+fn hash_known_hosts(dir: &std::path::Path, lines: &str) -> String {
+    let file = dir.join("known_hosts");
+    fs::write(&file, lines).unwrap();
+    let out = std::process::Command::new(require("ssh-keygen"))
+        .arg("-H")
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh-keygen -H: {out:?}");
+    let hashed = fs::read_to_string(&file).unwrap();
+    assert!(
+        hashed.starts_with("|1|") && !hashed.contains("127.0.0.1"),
+        "{hashed}"
+    );
+    hashed
+}
+
+#[test]
+fn ssh_with_hashed_known_hosts() {
+    if !enabled("ssh_with_hashed_known_hosts") {
+        return;
+    }
+    let (up, _first, second) = two_commits();
+    let ssh = ssh_server(&up);
+    let (_d, cache) = new_cache();
+    let keys = tempfile::tempdir().unwrap();
+    let auth = |known_hosts: String| Auth::Ssh {
+        private_key: Secret::new(&ssh.client.private),
+        passphrase: None,
+        known_hosts,
+    };
+
+    // The server's own key, hashed (the name is `[127.0.0.1]:port`: not port 22).
+    let hashed = hash_known_hosts(keys.path(), &format!("{}\n", ssh.known_hosts));
+    let rev = cache
+        .fetch(&branch(&ssh.url, "main").with_auth(auth(hashed)), &opts())
+        .unwrap_or_else(|e| panic!("{e}\n{}", ssh.server.log_text()));
+    assert_eq!(rev.sha, second);
+
+    // A hashed entry for this host with another key: refused as changed.
+    let impostor = keygen(keys.path(), "impostor");
+    let changed = hash_known_hosts(
+        keys.path(),
+        &format!("[127.0.0.1]:{} {}\n", ssh.server.port, impostor.public),
+    );
+    let (_d2, fresh) = new_cache();
+    let err = fresh
+        .fetch(&branch(&ssh.url, "main").with_auth(auth(changed)), &opts())
+        .unwrap_err();
+    match &err {
+        SourceError::HostKeyChanged { host, .. } => {
+            assert_eq!(*host, format!("[127.0.0.1]:{}", ssh.server.port));
+        }
+        other => panic!("expected HostKeyChanged, got {other:?}"),
+    }
+    println!("{err}");
+
+    // The server's key, hashed and marked @revoked beside a plain entry: refused as revoked.
+    let revoked = format!(
+        "{}\n@revoked {}",
+        ssh.known_hosts,
+        hash_known_hosts(keys.path(), &format!("{}\n", ssh.known_hosts))
+    );
+    let err = fresh
+        .fetch(&branch(&ssh.url, "main").with_auth(auth(revoked)), &opts())
+        .unwrap_err();
+    assert!(matches!(err, SourceError::HostKeyRevoked { .. }), "{err:?}");
+    println!("{err}");
+}
+
 #[test]
 fn unreachable_host() {
     let port = free_port(); // nothing listens there

@@ -17,13 +17,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use futures::StreamExt;
 use headway_controller::crd::GitSync;
+use headway_tests::process::Guarded;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::CustomResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -60,15 +61,6 @@ pub struct Params {
 const NAMESPACE: &str = "headway-bench-api";
 const SYNC: &str = "site";
 const SECRET: &str = "bench-webhook-secret";
-
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs the benchmark and prints a Markdown summary.
 pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
@@ -198,7 +190,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         .port();
     let address: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let log = dir.path().join("controller.log");
-    let mut controller = ChildGuard(
+    let mut controller = Guarded::spawn(
         Command::new(headway)
             .args([
                 "controller",
@@ -217,10 +209,9 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting headway controller")?,
-    );
+            .stderr(std::fs::File::create(&log)?),
+    )
+    .context("starting headway controller")?;
 
     let api: Api<GitSync> = Api::namespaced(client.clone(), NAMESPACE);
     let obj: GitSync = serde_json::from_value(json!({
@@ -232,7 +223,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     let created = Instant::now();
     let deadline = created + Duration::from_secs(600);
     loop {
-        if let Some(status) = controller.0.try_wait()? {
+        if let Some(status) = controller.try_wait()? {
             bail!(
                 "the controller exited with {status}:\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()

@@ -25,8 +25,8 @@ use anyhow::{Context as _, bail, ensure};
 use futures::{StreamExt as _, stream};
 use headway_apply::{Engine, EngineOptions, SyncRequest, counting_client};
 use headway_model::health::{HealthStatus, health};
-use headway_model::prune::{RenderedSet, SyncOwner};
 use headway_model::{Manifest, SourceLocation};
+use headway_model::{RenderedSet, SyncOwner};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };

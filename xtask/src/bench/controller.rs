@@ -17,11 +17,12 @@
 //! port 16443 unless `--allow-shared-cluster`.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use headway_controller::crd::GitSync;
+use headway_tests::process::Guarded;
 use kube::CustomResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -109,7 +110,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         .await?;
 
     let log = dir.path().join("controller.log");
-    let mut controller = ChildGuard(
+    let mut controller = Guarded::spawn(
         Command::new(headway)
             .args([
                 "controller",
@@ -125,11 +126,10 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting headway controller")?,
-    );
-    let pid = controller.0.id();
+            .stderr(std::fs::File::create(&log)?),
+    )
+    .context("starting headway controller")?;
+    let pid = controller.id();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss(pid)?;
     println!(
@@ -155,7 +155,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     }
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {
-        if let Some(status) = controller.0.try_wait()? {
+        if let Some(status) = controller.try_wait()? {
             bail!(
                 "the controller exited with {status}:\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
@@ -328,14 +328,4 @@ fn make_repository(dir: &Path, syncs: usize, per_sync: usize) -> anyhow::Result<
         &["push", "-q", bare.to_str().context("path")?, "main"],
     )?;
     Ok(())
-}
-
-/// A child process killed on drop.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

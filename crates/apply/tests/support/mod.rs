@@ -1,13 +1,15 @@
 //! Helpers shared by the apply engine's cluster tests: desired sets from JSON, an engine and an
-//! owner per test, reading live objects.
+//! owner per test, reading live objects, and the write requests an engine sent.
 #![allow(dead_code)]
 
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use headway_apply::{Engine, EngineOptions, SyncReport, SyncRequest};
 use headway_model::changeset::Action;
-use headway_model::prune::{RenderedSet, SyncOwner};
 use headway_model::{Manifest, SourceLocation};
+use headway_model::{RenderedSet, SyncOwner};
 use headway_tests::TestCluster;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
@@ -30,16 +32,88 @@ pub fn set(revision: &str, objects: Vec<Value>) -> RenderedSet {
     RenderedSet::from_complete_render(revision, manifests).expect("no duplicates in a test set")
 }
 
-/// An engine with short stage waits and fast polls.
-pub async fn engine(c: &TestCluster) -> Engine {
-    let options = EngineOptions {
+fn options() -> EngineOptions {
+    EngineOptions {
         stage_timeout: Duration::from_secs(60),
         poll_interval: Duration::from_millis(250),
         ..EngineOptions::default()
-    };
-    Engine::new(c.client.clone(), options)
+    }
+}
+
+/// An engine with short stage waits and fast polls.
+pub async fn engine(c: &TestCluster) -> Engine {
+    Engine::new(c.client.clone(), options())
         .await
         .expect("discovery on the local cluster")
+}
+
+/// Like [`engine`], with a client that records every request it sends that may write (any
+/// method but GET). Whether Headway wrote an object is told from these, never from the object's
+/// resourceVersion: controllers of the cluster (a Deployment's status) write objects too.
+pub async fn engine_recording_writes(c: &TestCluster) -> (Engine, Writes) {
+    let writes = Writes::default();
+    let client = kube::client::ClientBuilder::try_from(c.config.clone())
+        .expect("a client for the local cluster")
+        .with_layer(&writes)
+        .build();
+    let engine = Engine::new(client, options())
+        .await
+        .expect("discovery on the local cluster");
+    (engine, writes)
+}
+
+/// The write requests sent through a client (a tower layer): `METHOD path` each.
+#[derive(Debug, Clone, Default)]
+pub struct Writes {
+    sent: Arc<Mutex<Vec<String>>>,
+}
+
+impl Writes {
+    /// The writes sent since the last call.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.sent.lock().expect("writes lock"))
+    }
+}
+
+impl<S> tower::Layer<S> for Writes {
+    type Service = RecordWrites<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RecordWrites {
+            inner,
+            sent: self.sent.clone(),
+        }
+    }
+}
+
+/// The service of [`Writes`].
+#[derive(Debug, Clone)]
+pub struct RecordWrites<S> {
+    inner: S,
+    sent: Arc<Mutex<Vec<String>>>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for RecordWrites<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.method() != http::Method::GET {
+            self.sent.lock().expect("writes lock").push(format!(
+                "{} {}",
+                request.method(),
+                request.uri().path()
+            ));
+        }
+        self.inner.call(request)
+    }
 }
 
 /// The owner of a test's sync: named `site`, in the test's namespace.
@@ -116,14 +190,4 @@ pub fn api(
 
 pub fn configmaps(c: &TestCluster, ns: &str) -> Api<DynamicObject> {
     api(c, "v1", "ConfigMap", "configmaps", Some(ns))
-}
-
-/// The resourceVersion of a live object.
-pub async fn resource_version(api: &Api<DynamicObject>, name: &str) -> String {
-    api.get(name)
-        .await
-        .expect("object exists")
-        .metadata
-        .resource_version
-        .expect("has a resourceVersion")
 }

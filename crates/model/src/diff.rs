@@ -1,5 +1,5 @@
-//! Drift: a field-level comparison of a desired object with the live one, in the style of Weave's
-//! kubediff, and the normalisation of desired objects before they are applied.
+//! Field-level comparison of a desired object with the live one, in the style of Weave's kubediff:
+//! which fields of the desired object the live one lacks or holds with another value.
 //!
 //! # Comparison rules
 //! - One-sided: only fields present in the desired object are compared; fields only the live
@@ -27,19 +27,21 @@
 //! Paths join map keys with `.`; keys that are not plain identifiers are quoted:
 //! `metadata.labels["app.kubernetes.io/name"]`.
 
-use std::cmp::Ordering;
-use std::fmt::Write as _;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::ObjectRef;
 use crate::digest::write_canonical;
+use crate::normalize::string_data_as_base64;
+use crate::quantity::quantities_equal;
 
 /// Shown instead of Secret values.
 pub const MASKED: &str = "(masked)";
+
+/// Annotation put on objects decrypted from SOPS files (value `sops`): every value of such an
+/// object is shown masked, whatever its kind, so that no decrypted value reaches a diff.
+pub const ANNOTATION_DECRYPTED: &str = "headway.dev/decrypted";
 
 /// One field that differs. `None` means the field is missing on that side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +116,19 @@ pub fn diff(desired: &Value, live: &Value) -> Vec<FieldDiff> {
     }
     if secret {
         secret_data(desired, live.get("data"), &mut out);
+    }
+    let decrypted = desired
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(ANNOTATION_DECRYPTED))
+        .is_some();
+    if decrypted {
+        for d in &mut out {
+            for side in [&mut d.desired, &mut d.live] {
+                if side.is_some() {
+                    *side = Some(MASKED.to_string());
+                }
+            }
+        }
     }
     out
 }
@@ -301,8 +316,7 @@ fn secret_data(desired: &Value, live: Option<&Value>, out: &mut Vec<FieldDiff>) 
     }
     if let Some(string_data) = desired.get("stringData").and_then(Value::as_object) {
         for (k, v) in string_data {
-            let text = scalar_text(v).unwrap_or_default();
-            wanted.insert(k.clone(), Value::String(BASE64.encode(text)));
+            wanted.insert(k.clone(), string_data_as_base64(v));
         }
     }
     let live = live.and_then(Value::as_object);
@@ -328,273 +342,6 @@ fn secret_data(desired: &Value, live: Option<&Value>, out: &mut Vec<FieldDiff>) 
 fn decode(v: &Value) -> Option<Vec<u8>> {
     let s: String = v.as_str()?.chars().filter(|c| !c.is_whitespace()).collect();
     BASE64.decode(s).ok()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Quantities.
-
-/// A resource quantity, exactly: `mantissa * 2^pow2 * 10^pow10`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quantity {
-    mantissa: i128,
-    pow2: u32,
-    pow10: i32,
-}
-
-impl Quantity {
-    /// Parses a Kubernetes quantity: a decimal number, then an optional binary suffix
-    /// (`Ki` .. `Ei`), decimal suffix (`n`, `u`, `m`, `k`, `M`, `G`, `T`, `P`, `E`) or exponent
-    /// (`e3`, `E-2`).
-    pub fn parse(s: &str) -> Option<Quantity> {
-        let s = s.trim();
-        let (negative, rest) = match s.as_bytes().first()? {
-            b'-' => (true, &s[1..]),
-            b'+' => (false, &s[1..]),
-            _ => (false, s),
-        };
-        let number_len = rest
-            .bytes()
-            .take_while(|b| b.is_ascii_digit() || *b == b'.')
-            .count();
-        let (number, suffix) = rest.split_at(number_len);
-        let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
-        if int_part.is_empty() && frac_part.is_empty() || frac_part.contains('.') {
-            return None;
-        }
-        let digits = format!("{int_part}{frac_part}");
-        let digits = digits.trim_start_matches('0');
-        if digits.len() > 30 {
-            return None;
-        }
-        let mut mantissa: i128 = if digits.is_empty() {
-            0
-        } else {
-            digits.parse().ok()?
-        };
-        if negative {
-            mantissa = -mantissa;
-        }
-        let mut pow10 = -(frac_part.len() as i32);
-        let mut pow2 = 0;
-        match suffix {
-            "" => {}
-            "Ki" => pow2 = 10,
-            "Mi" => pow2 = 20,
-            "Gi" => pow2 = 30,
-            "Ti" => pow2 = 40,
-            "Pi" => pow2 = 50,
-            "Ei" => pow2 = 60,
-            "n" => pow10 -= 9,
-            "u" => pow10 -= 6,
-            "m" => pow10 -= 3,
-            "k" => pow10 += 3,
-            "M" => pow10 += 6,
-            "G" => pow10 += 9,
-            "T" => pow10 += 12,
-            "P" => pow10 += 15,
-            "E" => pow10 += 18,
-            exp => {
-                let e = exp.strip_prefix(['e', 'E'])?;
-                let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
-                if digits.is_empty()
-                    || !digits.bytes().all(|b| b.is_ascii_digit())
-                    || digits.len() > 4
-                {
-                    return None;
-                }
-                pow10 += e.parse::<i32>().ok()?;
-            }
-        }
-        Some(Quantity {
-            mantissa,
-            pow2,
-            pow10,
-        })
-    }
-
-    /// Compares two quantities exactly; `None` if the numbers are too large to compare.
-    pub fn compare(&self, other: &Quantity) -> Option<Ordering> {
-        let scale = |q: &Quantity, pow2: u32, pow10: i32| -> Option<i128> {
-            let m = q.mantissa.checked_mul(1i128.checked_shl(q.pow2 - pow2)?)?;
-            let shift = u32::try_from(q.pow10 - pow10).ok()?;
-            m.checked_mul(10i128.checked_pow(shift)?)
-        };
-        if self.mantissa == 0 || other.mantissa == 0 {
-            return Some(self.mantissa.signum().cmp(&other.mantissa.signum()));
-        }
-        let pow2 = self.pow2.min(other.pow2);
-        let pow10 = self.pow10.min(other.pow10);
-        Some(scale(self, pow2, pow10)?.cmp(&scale(other, pow2, pow10)?))
-    }
-}
-
-/// Whether two quantity strings denote the same amount (`500m` and `0.5`, `1Gi` and `1024Mi`).
-/// Strings that are not quantities are equal only when identical.
-pub fn quantities_equal(a: &str, b: &str) -> bool {
-    if a == b {
-        return true;
-    }
-    match (Quantity::parse(a), Quantity::parse(b)) {
-        (Some(x), Some(y)) => x.compare(&y) == Some(Ordering::Equal),
-        _ => false,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Text output.
-
-/// The differences of one object for the CLI:
-///
-/// ```text
-/// Deployment.apps/prod/web: 1 field differs
-///   spec.replicas
-///     desired: 3
-///     live:    2
-/// ```
-pub fn render_text(id: &ObjectRef, diffs: &[FieldDiff]) -> String {
-    let mut out = String::new();
-    match diffs.len() {
-        0 => {
-            let _ = writeln!(out, "{id}: in sync");
-        }
-        1 => {
-            let _ = writeln!(out, "{id}: 1 field differs");
-        }
-        n => {
-            let _ = writeln!(out, "{id}: {n} fields differ");
-        }
-    }
-    let missing = "(missing)".to_string();
-    for d in diffs {
-        let _ = writeln!(out, "  {}", d.path);
-        let _ = writeln!(
-            out,
-            "    desired: {}",
-            d.desired.as_ref().unwrap_or(&missing)
-        );
-        let _ = writeln!(out, "    live:    {}", d.live.as_ref().unwrap_or(&missing));
-    }
-    out
-}
-
-/// The CLI line for a desired object that does not exist in the cluster.
-pub fn render_missing(id: &ObjectRef) -> String {
-    format!("{id}: missing from the cluster\n")
-}
-
-// ---------------------------------------------------------------------------------------------
-// Normalisation before apply.
-
-/// Normalises a desired object before it is applied (and digested), so it compares equal to
-/// what the server returns and is accepted as an apply body:
-/// - `protocol: TCP` defaulted on container ports of built-in pod-carrying kinds (Pod,
-///   PodTemplate, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job,
-///   CronJob) and on Service ports;
-/// - Secret `stringData` merged into `data` as base64 (stringData wins) and removed;
-/// - `status` dropped, except on CustomResourceDefinitions;
-/// - `metadata.managedFields`, `resourceVersion`, `uid` and `creationTimestamp` removed (the
-///   server rejects an apply with managedFields; a resourceVersion would become a precondition).
-pub fn normalize_for_apply(object: &mut Value) {
-    let api_version = object
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let kind = object
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    let Some(obj) = object.as_object_mut() else {
-        return;
-    };
-
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in [
-            "managedFields",
-            "resourceVersion",
-            "uid",
-            "creationTimestamp",
-        ] {
-            meta.remove(k);
-        }
-    }
-    if !(group == "apiextensions.k8s.io" && kind == "CustomResourceDefinition") {
-        obj.remove("status");
-    }
-
-    let pod_spec_path: Option<&[&str]> = match (group, kind.as_str()) {
-        ("", "Pod") => Some(&["spec"]),
-        ("", "PodTemplate") => Some(&["template", "spec"]),
-        ("", "ReplicationController")
-        | ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
-        | ("batch", "Job") => Some(&["spec", "template", "spec"]),
-        ("batch", "CronJob") => Some(&["spec", "jobTemplate", "spec", "template", "spec"]),
-        _ => None,
-    };
-    if let Some(path) = pod_spec_path
-        && let Some(pod_spec) = get_path_mut(obj, path)
-    {
-        for list in ["containers", "initContainers", "ephemeralContainers"] {
-            for c in pod_spec
-                .get_mut(list)
-                .and_then(Value::as_array_mut)
-                .into_iter()
-                .flatten()
-            {
-                default_protocols(c.get_mut("ports"));
-            }
-        }
-    }
-    if group.is_empty() && kind == "Service" {
-        default_protocols(obj.get_mut("spec").and_then(|s| s.get_mut("ports")));
-    }
-    if group.is_empty() && kind == "Secret" {
-        merge_string_data(obj);
-    }
-}
-
-fn get_path_mut<'a>(obj: &'a mut Map<String, Value>, path: &[&str]) -> Option<&'a mut Value> {
-    let (first, rest) = path.split_first()?;
-    let mut cur = obj.get_mut(*first)?;
-    for k in rest {
-        cur = cur.get_mut(*k)?;
-    }
-    Some(cur)
-}
-
-fn default_protocols(ports: Option<&mut Value>) {
-    for p in ports.and_then(Value::as_array_mut).into_iter().flatten() {
-        if let Some(p) = p.as_object_mut()
-            && p.get("protocol").is_none_or(Value::is_null)
-        {
-            p.insert("protocol".into(), Value::String("TCP".into()));
-        }
-    }
-}
-
-fn merge_string_data(obj: &mut Map<String, Value>) {
-    let Some(string_data) = obj.remove("stringData") else {
-        return;
-    };
-    let Value::Object(string_data) = string_data else {
-        return;
-    };
-    if string_data.is_empty() {
-        return;
-    }
-    let data = obj
-        .entry("data")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !data.is_object() {
-        *data = Value::Object(Map::new());
-    }
-    let data = data.as_object_mut().expect("just made an object");
-    for (k, v) in string_data {
-        let text = scalar_text(&v).unwrap_or_default();
-        data.insert(k, Value::String(BASE64.encode(text)));
-    }
 }
 
 #[cfg(test)]
@@ -807,43 +554,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn quantity_table() {
-        let check_q =
-            |a: &str, b: &str, equal: bool| assert_eq!(quantities_equal(a, b), equal, "{a} vs {b}");
-        check_q("500m", "0.5", true);
-        check_q("1Gi", "1024Mi", true);
-        check_q("1Ki", "1024", true);
-        check_q("1k", "1000", true);
-        check_q("1e3", "1k", true);
-        check_q("1E3", "1000", true);
-        check_q("1E", "1000000000000000000", true);
-        check_q("0.1", "100m", true);
-        check_q(".5", "500m", true);
-        check_q("100u", "0.1m", true);
-        check_q("1n", "0.000000001", true);
-        check_q("1.5Gi", "1536Mi", true);
-        check_q("0", "0m", true);
-        check_q("-1", "-1000m", true);
-        check_q("1Gi", "1G", false);
-        check_q("1", "2", false);
-        check_q("abc", "abc", true);
-        check_q("abc", "abd", false);
-        check_q("1x", "1", false);
-        check_q("1.2.3", "1", false);
-        check_q("", "0", false);
-        check_q("8Ei", "9223372036854775808", true);
-        assert_eq!(
-            Quantity::parse("2Mi")
-                .unwrap()
-                .compare(&Quantity::parse("2M").unwrap()),
-            Some(Ordering::Greater)
-        );
-    }
-
     fn secret(data: Value, string_data: Value) -> Value {
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "Opaque",
                "data": data, "stringData": string_data})
+    }
+
+    #[test]
+    fn decrypted_objects_are_masked_whatever_their_kind() {
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "annotations": {ANNOTATION_DECRYPTED: "sops"}},
+            "data": {"url": "plain-secret", "gone": "x"}});
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "annotations": {ANNOTATION_DECRYPTED: "sops"}},
+            "data": {"url": "old-secret"}});
+        let d = diff(&desired, &live);
+        assert_eq!(d.len(), 2, "{d:?}");
+        let text = format!("{d:?}");
+        assert!(!text.contains("secret"), "{text}");
+        assert_eq!(d[0].desired.as_deref(), Some(MASKED));
     }
 
     #[test]
@@ -897,83 +625,5 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "old"}}),
             &[("data.k", Some("new"), Some("old"))],
         );
-    }
-
-    #[test]
-    fn text_rendering() {
-        let id = ObjectRef::new("apps/v1", "Deployment", Some("prod".into()), "web");
-        let diffs = diff(
-            &deploy(json!({"replicas": 3, "paused": true})),
-            &live_deploy(json!({"replicas": 2})),
-        );
-        assert_eq!(
-            render_text(&id, &diffs),
-            "Deployment.apps/prod/web: 2 fields differ\n  spec.paused\n    desired: true\n    live:    (missing)\n  spec.replicas\n    desired: 3\n    live:    2\n"
-        );
-        assert_eq!(render_text(&id, &[]), "Deployment.apps/prod/web: in sync\n");
-        assert_eq!(
-            render_missing(&id),
-            "Deployment.apps/prod/web: missing from the cluster\n"
-        );
-    }
-
-    /// Normalises `input` and expects `expected`.
-    fn check_normalize(input: Value, expected: Value) {
-        let mut got = input.clone();
-        normalize_for_apply(&mut got);
-        assert_eq!(got, expected, "\ninput: {input}");
-    }
-
-    #[test]
-    fn normalisation_table() {
-        let meta_in = json!({"name": "x", "managedFields": [{}], "resourceVersion": "1", "uid": "u",
-                             "creationTimestamp": null, "labels": {"a": "b"}});
-        let meta_out = json!({"name": "x", "labels": {"a": "b"}});
-        check_normalize(
-            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta_in, "status": {"replicas": 1},
-                   "spec": {"template": {"spec": {
-                       "initContainers": [{"name": "i", "ports": [{"containerPort": 1}]}],
-                       "containers": [{"name": "c", "ports": [{"containerPort": 80}, {"containerPort": 53, "protocol": "UDP"}]}]}}}}),
-            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta_out,
-                   "spec": {"template": {"spec": {
-                       "initContainers": [{"name": "i", "ports": [{"containerPort": 1, "protocol": "TCP"}]}],
-                       "containers": [{"name": "c", "ports": [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 53, "protocol": "UDP"}]}]}}}}),
-        );
-        check_normalize(
-            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
-                   "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "ports": [{"containerPort": 1}]}]}}}}}}),
-            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
-                   "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "ports": [{"containerPort": 1, "protocol": "TCP"}]}]}}}}}}),
-        );
-        check_normalize(
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 1}]}]}}),
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 1, "protocol": "TCP"}]}]}}),
-        );
-        check_normalize(
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}}),
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}}),
-        );
-        // Custom resources keep their containers untouched (their schema may not have protocol).
-        let cr = json!({"apiVersion": "example.com/v1", "kind": "Deployment", "metadata": {"name": "x"},
-                        "spec": {"template": {"spec": {"containers": [{"ports": [{"containerPort": 1}]}]}}}, "status": {}});
-        let mut cr_out = cr.clone();
-        cr_out.as_object_mut().unwrap().remove("status");
-        check_normalize(cr, cr_out);
-        // CRDs keep their status.
-        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                         "metadata": {"name": "w"}, "status": {"storedVersions": ["v1"]}});
-        check_normalize(crd.clone(), crd);
-        // Secrets: stringData merged into data, winning over it.
-        check_normalize(
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
-                   "data": {"a": BASE64.encode("1"), "b": BASE64.encode("old")}, "stringData": {"b": "new", "c": "3"}}),
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
-                   "data": {"a": BASE64.encode("1"), "b": BASE64.encode("new"), "c": BASE64.encode("3")}}),
-        );
-        check_normalize(
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}}),
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": BASE64.encode("v")}}),
-        );
-        check_normalize(json!("scalar"), json!("scalar"));
     }
 }
