@@ -1,6 +1,7 @@
 //! `cargo xtask test`: exactly what CI runs. Formatting, the local cluster (reused when it already
 //! runs), clippy with warnings denied, and the whole workspace's tests with every gated suite
-//! enabled; the cluster is stopped afterwards if this run started it.
+//! enabled; the cluster is stopped afterwards if this run started it. Then it checks that no
+//! process the run started is still running (see [`crate::leftovers`]), and fails with their list.
 
 use std::process::Command;
 use std::time::Instant;
@@ -8,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::cluster::{self, Cluster, Started};
+use crate::leftovers::{RUN_MARKER_ENV, Run};
 
 #[derive(clap::Args, Debug)]
 #[group(skip)]
@@ -23,16 +25,17 @@ pub struct Options {
 }
 
 /// Environment variables that enable the gated suites.
-pub const SUITE_GATES: [&str; 3] = [
+pub const SUITE_GATES: [&str; 4] = [
     "HEADWAY_CLUSTER_TESTS",
     "HEADWAY_TOOL_TESTS",
     "HEADWAY_GIT_TESTS",
+    "HEADWAY_BROWSER_TESTS",
 ];
 
-fn cargo(cluster: Option<&Cluster>, args: &[&str]) -> anyhow::Result<()> {
+fn cargo(run: &Run, cluster: Option<&Cluster>, args: &[&str]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(&cargo);
-    cmd.args(args);
+    cmd.args(args).env(RUN_MARKER_ENV, &run.marker);
     if let Some(c) = cluster {
         cmd.current_dir(&c.paths.root);
         for (k, v) in c.env_vars() {
@@ -61,11 +64,13 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let cluster = Cluster::new(&opts.cluster);
     let root = cluster.paths.root.clone();
     std::env::set_current_dir(&root)?;
-    cargo(None, &["fmt", "--all", "--", "--check"])
+    let run = Run::new(&root);
+    cargo(&run, None, &["fmt", "--all", "--", "--check"])
         .context("code is not formatted: run `cargo fmt --all`")?;
     let how = cluster.up()?;
     let result = (|| {
         cargo(
+            &run,
             Some(&cluster),
             &[
                 "clippy",
@@ -78,7 +83,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         )?;
         let mut args = vec!["test", "--workspace"];
         args.extend(opts.cargo_args.iter().map(String::as_str));
-        cargo(Some(&cluster), &args)
+        cargo(&run, Some(&cluster), &args)
     })();
     if how == Started::Fresh
         && !opts.keep_cluster
@@ -86,6 +91,20 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     {
         eprintln!("xtask: stopping the cluster failed: {e:#}");
     }
+    let left = run.wait_for_none(std::time::Duration::from_secs(10));
+    if !left.is_empty() {
+        let list: Vec<String> = left.iter().map(|l| format!("  {l}")).collect();
+        let message = format!(
+            "{} process(es) started by this run are still running:\n{}",
+            left.len(),
+            list.join("\n")
+        );
+        return match result {
+            Ok(()) => Err(anyhow::anyhow!(message)),
+            Err(e) => Err(e.context(message)),
+        };
+    }
+    eprintln!("xtask: no process started by this run is left running");
     result?;
     eprintln!(
         "xtask: all checks passed in {:.1}s",
