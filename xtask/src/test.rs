@@ -25,10 +25,11 @@ pub struct Options {
 }
 
 /// Environment variables that enable the gated suites.
-pub const SUITE_GATES: [&str; 3] = [
+pub const SUITE_GATES: [&str; 4] = [
     "HEADWAY_CLUSTER_TESTS",
     "HEADWAY_TOOL_TESTS",
     "HEADWAY_GIT_TESTS",
+    "HEADWAY_BROWSER_TESTS",
 ];
 
 fn cargo(run: &Run, cluster: Option<&Cluster>, args: &[&str]) -> anyhow::Result<()> {

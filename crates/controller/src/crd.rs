@@ -144,6 +144,9 @@ pub struct GitSyncSpec {
     /// Decrypt SOPS-encrypted manifests after rendering and before applying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decryption: Option<Decryption>,
+    /// Git webhooks (`POST /hooks/{provider}` of the controller's HTTP API) for this GitSync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSpec>,
 }
 
 /// How encrypted manifests are decrypted.
@@ -164,6 +167,20 @@ pub enum DecryptionProvider {
     #[serde(rename = "sops")]
     Sops,
 }
+
+/// How this GitSync's webhooks are authenticated.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSpec {
+    /// A Secret in the GitSync's namespace whose key `token` is the webhook secret (HMAC key, or
+    /// GitLab's token). When set, only deliveries signed with it trigger this GitSync; otherwise
+    /// the controller's global secret (`--webhook-secret-file`) does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+}
+
+/// The key of the webhook Secret that holds the secret.
+pub const WEBHOOK_SECRET_KEY: &str = "token";
 
 /// A git repository and the revision to follow.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -86,6 +86,7 @@ async fn the_chart_renders_a_controller_and_a_gitsync_that_syncs() -> anyhow::Re
             "GitSync",
             "Role",
             "RoleBinding",
+            "Service",
             "ServiceAccount"
         ]
     );

@@ -44,6 +44,14 @@ pub struct ControllerArgs {
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// Address of the HTTP API (status, events, webhooks, metrics, probes, web page), served on
+    /// every replica; `:8080` means every interface.
+    #[arg(long, default_value = ":8080", value_parser = headway_api::parse_address)]
+    pub http_address: std::net::SocketAddr,
+    /// File holding the global webhook secret (HMAC key; GitLab's token). Without it (and
+    /// without `spec.webhook.secretRef` on a GitSync) every webhook is refused.
+    #[arg(long)]
+    pub webhook_secret_file: Option<PathBuf>,
     /// Impersonate this ServiceAccount (in the GitSync's namespace) for every GitSync without
     /// `spec.serviceAccountName`; default: such GitSyncs use the controller's own identity.
     #[arg(long, value_name = "NAME")]
@@ -107,6 +115,43 @@ async fn termination() {
     }
 }
 
+/// Starts the GitSync cache and serves the HTTP API in the background.
+async fn start_api(
+    args: &ControllerArgs,
+    client: kube::Client,
+    bus: headway_controller::progress::Bus,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let webhook_secret = match &args.webhook_secret_file {
+        Some(path) => {
+            let text = std::fs::read(path)
+                .with_context(|| format!("reading --webhook-secret-file {}", path.display()))?;
+            let secret = text.trim_ascii().to_vec();
+            anyhow::ensure!(
+                !secret.is_empty(),
+                "--webhook-secret-file {} is empty",
+                path.display()
+            );
+            Some(secret)
+        }
+        None => None,
+    };
+    let (syncs, reflector) =
+        headway_controller::view::Syncs::start(client.clone(), args.namespace.clone());
+    tokio::spawn(reflector);
+    let config = headway_api::Config {
+        webhook_secret,
+        ..Default::default()
+    };
+    let state = headway_api::AppState::new(client, syncs, bus, config);
+    let (address, listener) = headway_api::bind(args.http_address).await?;
+    tracing::info!(%address, "HTTP API listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = headway_api::serve(listener, state, std::future::pending()).await {
+            tracing::error!(error = %e, "HTTP API stopped");
+        }
+    }))
+}
+
 /// Whether `error` says that the Lease's namespace does not exist: the API server answers a
 /// Lease write in a missing namespace with 404 `namespaces "NAME" not found` (the lease task
 /// may hand it over as text, so the text is what is matched).
@@ -138,6 +183,9 @@ pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
             default_service_account: args.default_service_account.clone(),
             no_cross_namespace_refs: args.no_cross_namespace_refs,
         };
+        let bus = headway_controller::progress::Bus::new(4096);
+        options.progress = Some(bus.clone());
+        let api = start_api(&args, client.clone(), bus).await?;
         tracing::info!(
             identity = %options.identity,
             lease = %format!("{}/{}", options.lease_namespace, options.lease_name),
@@ -149,7 +197,9 @@ pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
             "headway controller starting"
         );
         let lease_namespace = options.lease_namespace.clone();
-        if let Err(e) = headway_controller::run(client, options, termination(), None).await {
+        let result = headway_controller::run(client, options, termination(), None).await;
+        api.abort();
+        if let Err(e) = result {
             let e = anyhow::Error::from(e);
             if lease_namespace_missing(&e, &lease_namespace) {
                 bail!(
@@ -185,6 +235,8 @@ mod tests {
         assert_eq!(a.lease_duration, 15);
         assert_eq!(a.identity.as_deref(), Some("a"));
         assert_eq!(a.log_format, LogFormat::Json);
+        assert_eq!(a.http_address.to_string(), "0.0.0.0:8080");
+        assert!(a.webhook_secret_file.is_none());
         assert_eq!(a.default_service_account, None);
         assert!(!a.no_cross_namespace_refs);
         let a = Cli::try_parse_from([

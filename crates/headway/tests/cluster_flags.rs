@@ -205,6 +205,8 @@ async fn a_missing_lease_namespace_is_one_line() -> anyhow::Result<()> {
         &missing,
         "--identity",
         "lease-test",
+        "--http-address",
+        "127.0.0.1:0",
         "--cache-dir",
         dir.path().join("cache").to_str().unwrap(),
         "--log-format",

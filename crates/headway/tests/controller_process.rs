@@ -51,6 +51,8 @@ impl Process {
                 .args(["controller", "--namespace", ns, "--lease-namespace", ns])
                 .args(["--lease-name", "headway-controller", "--identity", identity])
                 .args(["--lease-duration", &LEASE_SECONDS.to_string()])
+                // Several replicas on one machine: each its own API port.
+                .args(["--http-address", "127.0.0.1:0"])
                 .args(["--apply-concurrency", &apply_concurrency.to_string()])
                 .arg("--cache-dir")
                 .arg(&cache)

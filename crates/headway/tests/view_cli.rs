@@ -266,6 +266,7 @@ fn controller(ns: &str, dir: &Path) -> anyhow::Result<Guarded> {
         Command::new(env!("CARGO_BIN_EXE_headway"))
             .args(["controller", "--namespace", ns, "--lease-namespace", ns])
             .args(["--identity", "cli-view", "--lease-duration", "6"])
+            .args(["--http-address", "127.0.0.1:0"])
             .arg("--cache-dir")
             .arg(dir.join("cache"))
             .env("RUST_LOG", "info")

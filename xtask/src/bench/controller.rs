@@ -120,6 +120,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
                 NAMESPACE,
             ])
             .args(["--identity", "bench", "--concurrency", "4"])
+            .args(["--http-address", "127.0.0.1:0"])
             .arg("--cache-dir")
             .arg(dir.path().join("cache"))
             .env("RUST_LOG", "warn")

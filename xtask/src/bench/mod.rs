@@ -1,6 +1,7 @@
 //! `cargo xtask bench <what>`: benchmarks that compare Headway with a baseline measured in the
 //! same run (the ratio is the result; absolute times depend on the machine).
 
+mod api;
 mod apply;
 mod controller;
 mod fetch;
@@ -23,6 +24,9 @@ pub enum BenchTask {
     /// applies with no checks (the floor) and `kubectl apply --server-side` + `kubectl wait`; then
     /// a no-op re-apply with its API requests. Uses the cluster of KUBECONFIG (not the shared one).
     Apply(apply::Params),
+    /// The HTTP API: status throughput and p99 with many concurrent clients while a rebuild
+    /// runs, and webhook-to-applied latency of one changed object (p50/p90 over 20 pushes).
+    Api(api::Params),
     /// Steady-state memory of `headway controller` managing 5,000 objects in 10 GitSyncs
     /// (target: at most 100 MiB). Uses the cluster of KUBECONFIG (not the shared one).
     Controller(controller::Params),
@@ -35,6 +39,7 @@ pub enum BenchTask {
 /// Runs one benchmark.
 pub fn run(paths: &Paths, task: BenchTask) -> anyhow::Result<()> {
     match task {
+        BenchTask::Api(params) => api::run(paths, params),
         BenchTask::Render(params) => render::run(paths, params),
         BenchTask::Fetch(params) => fetch::run(paths, params),
         BenchTask::Apply(params) => apply::run(paths, params),

@@ -1,0 +1,365 @@
+//! The authenticated endpoints against the local cluster: no token, a wrong token and a
+//! ServiceAccount without rights get 401/401/403 and request nothing; a ServiceAccount allowed
+//! to `patch` gitsyncs gets 202 with the request ids, and the request annotations are set.
+//! Also the read side: summaries from the cache, probes, metrics and the event stream.
+
+mod support;
+
+use std::time::Duration;
+
+use headway_api::Config;
+use headway_controller::crd::{ANNOTATION_REBUILD_REQUESTED, ANNOTATION_SYNC_REQUESTED};
+use headway_controller::progress::{ProgressEvent, ProgressKind, RunKind, Stage};
+use headway_controller::view::SyncKey;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::PostParams;
+use serde_json::json;
+use support::{annotation, create_sync, request, serve, wait_cached};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn token_of(ns: &headway_tests::TestNamespace, sa: &str) -> String {
+    let account: ServiceAccount = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa}}),
+    )
+    .unwrap();
+    ns.api::<ServiceAccount>()
+        .create(&PostParams::default(), &account)
+        .await
+        .unwrap();
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = ns
+        .api::<ServiceAccount>()
+        .create_token_request(sa, &PostParams::default(), &request)
+        .await
+        .unwrap();
+    answer.status.unwrap().token
+}
+
+#[tokio::test]
+async fn requests_need_a_token_and_the_patch_right() {
+    let Some(cluster) = headway_tests::cluster().await else {
+        return;
+    };
+    support::install_crd(&cluster.client).await.unwrap();
+    let ns = cluster.namespace("api-auth").await.unwrap();
+    for name in ["web", "db"] {
+        create_sync(
+            &ns,
+            name,
+            json!({"repository": {"url": format!("https://git.example.com/team/{name}.git")}}),
+        )
+        .await
+        .unwrap();
+    }
+    let server = serve(&cluster.client, &ns.name, Config::default())
+        .await
+        .unwrap();
+    wait_cached(&server, &ns.name, &["web", "db"])
+        .await
+        .unwrap();
+
+    let nobody = token_of(&ns, "nobody").await;
+    let allowed = token_of(&ns, "operator").await;
+    let role: Role = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "gitsync-patch"},
+        "rules": [{"apiGroups": ["headway.dev"], "resources": ["gitsyncs"], "verbs": ["get", "list", "patch"]}],
+    }))
+    .unwrap();
+    ns.api::<Role>()
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "operator"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "gitsync-patch"},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": ns.name}],
+    }))
+    .unwrap();
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+
+    let sync_path = format!("/api/v1/syncs/{}/web/sync", ns.name);
+    let all = br#"{"all":true}"#;
+    let nobody_header = format!("Bearer {nobody}");
+    for (what, headers, expected) in [
+        ("no token", vec![], 401),
+        ("not bearer", vec![("Authorization", "Basic YTpi")], 401),
+        (
+            "wrong token",
+            vec![("Authorization", "Bearer not-a-token")],
+            401,
+        ),
+        (
+            "no right",
+            vec![("Authorization", nobody_header.as_str())],
+            403,
+        ),
+    ] {
+        let answer = request(server.address, "POST", &sync_path, &headers, b"")
+            .await
+            .unwrap();
+        assert_eq!(answer.status, expected, "{what}: sync: {answer:?}");
+        assert!(answer.json()["error"].is_string(), "{answer:?}");
+        let answer = request(server.address, "POST", "/api/v1/rebuild", &headers, all)
+            .await
+            .unwrap();
+        assert_eq!(answer.status, expected, "{what}: rebuild: {answer:?}");
+    }
+    for name in ["web", "db"] {
+        assert_eq!(
+            annotation(&ns, name, ANNOTATION_SYNC_REQUESTED)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            annotation(&ns, name, ANNOTATION_REBUILD_REQUESTED)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    let auth = format!("Bearer {allowed}");
+    let headers = [("Authorization", auth.as_str())];
+    let answer = request(server.address, "POST", &sync_path, &headers, b"")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let id = answer.json()["requests"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        annotation(&ns, "web", ANNOTATION_SYNC_REQUESTED)
+            .await
+            .unwrap(),
+        Some(id)
+    );
+    assert_eq!(
+        annotation(&ns, "db", ANNOTATION_SYNC_REQUESTED)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let body = format!(r#"{{"syncs":["{}/db"]}}"#, ns.name);
+    let answer = request(
+        server.address,
+        "POST",
+        "/api/v1/rebuild",
+        &headers,
+        body.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let v = answer.json();
+    assert_eq!(v["requests"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["requests"][0]["kind"], "rebuild");
+    let id = v["requests"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        annotation(&ns, "db", ANNOTATION_REBUILD_REQUESTED)
+            .await
+            .unwrap(),
+        Some(id)
+    );
+    assert_eq!(
+        annotation(&ns, "web", ANNOTATION_REBUILD_REQUESTED)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let answer = request(server.address, "POST", "/api/v1/rebuild", &headers, all)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202, "{answer:?}");
+    assert_eq!(
+        answer.json()["requests"].as_array().unwrap().len(),
+        2,
+        "{answer:?}"
+    );
+    assert!(
+        annotation(&ns, "web", ANNOTATION_REBUILD_REQUESTED)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Bad bodies and unknown names: nothing requested.
+    for (body, status) in [
+        (&b"{}"[..], 400),
+        (b"{\"syncs\":[\"x\"]}", 400),
+        (b"{\"syncs\":[\"none/such\"]}", 404),
+        (b"not json", 400),
+    ] {
+        let answer = request(server.address, "POST", "/api/v1/rebuild", &headers, body)
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status,
+            status,
+            "{}: {answer:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let answer = request(
+        server.address,
+        "POST",
+        &format!("/api/v1/syncs/{}/nope/sync", ns.name),
+        &headers,
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 404, "{answer:?}");
+}
+
+#[tokio::test]
+async fn status_probes_metrics_and_events() {
+    let Some(cluster) = headway_tests::cluster().await else {
+        return;
+    };
+    support::install_crd(&cluster.client).await.unwrap();
+    let ns = cluster.namespace("api-read").await.unwrap();
+    create_sync(&ns, "web", json!({"repository": {"url": "https://git.example.com/team/web.git", "ref": {"tag": "v1"}}}))
+        .await
+        .unwrap();
+    let server = serve(&cluster.client, &ns.name, Config::default())
+        .await
+        .unwrap();
+    wait_cached(&server, &ns.name, &["web"]).await.unwrap();
+
+    let answer = request(server.address, "GET", "/api/v1/syncs", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let list = answer.json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["name"], "web");
+    assert_eq!(list[0]["reference"], "tag v1");
+    let answer = request(
+        server.address,
+        "GET",
+        &format!("/api/v1/syncs/{}/web", ns.name),
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (answer.status, answer.json()["url"].as_str()),
+        (200, Some("https://git.example.com/team/web.git"))
+    );
+    let answer = request(
+        server.address,
+        "GET",
+        &format!("/api/v1/syncs/{}/none", ns.name),
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 404);
+
+    for path in ["/healthz", "/readyz"] {
+        let answer = request(server.address, "GET", path, &[], b"")
+            .await
+            .unwrap();
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (200, "ok\n"),
+            "{path}"
+        );
+    }
+    let answer = request(server.address, "GET", "/", &[], b"").await.unwrap();
+    assert!(
+        answer.status == 200 && answer.body.contains("Rebuild everything"),
+        "{answer:?}"
+    );
+    let answer = request(server.address, "GET", "/api/v1/openapi.json", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(answer.json()["openapi"], "3.1.0");
+
+    // The event stream: connect, then publish on the bus, and read the event.
+    let mut stream = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            format!(
+                "GET /api/v1/events HTTP/1.0\r\nHost: {}\r\n\r\n",
+                server.address
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let event = |kind| ProgressEvent {
+        sync: SyncKey::new(ns.name.clone(), "web"),
+        run: RunKind::Rebuild,
+        run_id: "r1".into(),
+        at: "2026-12-01T12:00:00.000Z".into(),
+        kind,
+    };
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while !seen.contains("\"event\":\"runFinished\"") {
+        // Publish until the subscriber is there (it subscribes when the request arrives).
+        server.bus.publish(event(ProgressKind::StageFinished {
+            stage: Stage::Fetch,
+            detail: None,
+            duration_seconds: 0.25,
+            count: None,
+            ok: true,
+        }));
+        server.bus.publish(event(ProgressKind::RunFinished {
+            ok: true,
+            reason: None,
+            message: None,
+            revision: Some("v1@sha1:0123".into()),
+            duration_seconds: 1.5,
+            fetch_seconds: Some(0.25),
+        }));
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .expect("events within 10s")
+            .unwrap();
+        assert!(n > 0, "stream closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("text/event-stream"), "{seen}");
+    assert!(seen.contains("event: progress"), "{seen}");
+    assert!(seen.contains("\"run\":\"rebuild\""), "{seen}");
+
+    // Metrics: the bus-fed histograms and the cache-fed gauges.
+    let text = request(server.address, "GET", "/metrics", &[], b"")
+        .await
+        .unwrap()
+        .body;
+    let sync = format!("{}/web", ns.name);
+    for needle in [
+        format!(
+            "headway_reconcile_duration_seconds_count{{sync=\"{sync}\",stage=\"total\",result=\"success\"}}"
+        ),
+        format!("headway_git_fetch_duration_seconds_count{{sync=\"{sync}\"}}"),
+        format!("headway_rebuild_duration_seconds_count{{sync=\"{sync}\",result=\"success\"}}"),
+        "# EOF".to_string(),
+    ] {
+        assert!(text.contains(&needle), "{needle} not in\n{text}");
+    }
+}
