@@ -6,6 +6,7 @@
 //! and the test returns early, printing why; with it, a missing or unreachable cluster is a failure.
 #![forbid(unsafe_code)]
 
+pub mod faults;
 pub mod git;
 pub mod process;
 
@@ -59,8 +60,13 @@ impl TestCluster {
     /// Connects using `KUBECONFIG` (as written by `cargo xtask cluster up`) and checks the server answers.
     pub async fn connect() -> anyhow::Result<Self> {
         let path = std::env::var("KUBECONFIG").context("KUBECONFIG is not set")?;
+        Self::connect_to(&path).await
+    }
+
+    /// Connects using the kubeconfig at `path` and checks the server answers.
+    pub async fn connect_to(path: &str) -> anyhow::Result<Self> {
         let kubeconfig =
-            Kubeconfig::read_from(&path).with_context(|| format!("reading kubeconfig {path}"))?;
+            Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {path}"))?;
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .with_context(|| format!("loading kubeconfig {path}"))?;

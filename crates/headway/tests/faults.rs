@@ -1,0 +1,247 @@
+//! Faults between the real `headway controller` binary and its dependencies, each scenario
+//! ending in a check that the cluster equals git, that nothing Headway did not create was
+//! touched and that nothing git still has was deleted; each prints its figures (a
+//! `FAULT-FIGURES` line: time to converge after the fault ended, objects lost, wrong deletes,
+//! ERROR lines logged), collected in docs/reliability.md.
+//!
+//! Needs `HEADWAY_FAULT_TESTS=1`, `HEADWAY_GIT_TESTS=1` and `HEADWAY_FAULT_CLUSTER_DIR`: the
+//! state directory of a cluster of their own, which they break (see `headway_tests::faults`).
+
+#[path = "../../controller/tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use headway_tests::faults::{FaultCluster, Figures, fault_cluster};
+use headway_tests::git::{Upstream, git_daemon};
+use headway_tests::process::Guarded;
+use headway_tests::{TestNamespace, wait_for};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, PostParams};
+use support::*;
+
+/// Requests in flight within one sync (the controller's default).
+const APPLY_CONCURRENCY: usize = 32;
+
+/// A `headway controller` child process on the fault cluster; killed on drop.
+struct Controller {
+    _child: Guarded,
+    log: PathBuf,
+}
+
+impl Controller {
+    fn start(fc: &FaultCluster, ns: &str, dir: &Path) -> anyhow::Result<Controller> {
+        let log = dir.join("controller.log");
+        let file = std::fs::File::create(&log)?;
+        let child = Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_headway"))
+                .arg("--kubeconfig")
+                .arg(&fc.kubeconfig)
+                .args(["controller", "--namespace", ns, "--lease-namespace", ns])
+                .args(["--identity", "faults", "--lease-duration", "15"])
+                .args(["--apply-concurrency", &APPLY_CONCURRENCY.to_string()])
+                .arg("--cache-dir")
+                .arg(dir.join("cache"))
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(file.try_clone()?)
+                .stderr(file),
+        )
+        .context("starting headway controller")?;
+        Ok(Controller { _child: child, log })
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The ERROR lines logged so far.
+    fn error_lines(&self) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains("\"level\":\"ERROR\""))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A ConfigMap Headway did not create, in the sync's namespace: it must stay untouched.
+async fn create_bystander(ns: &TestNamespace) -> anyhow::Result<String> {
+    let api: Api<ConfigMap> = ns.api();
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "bystander"},
+        "data": {"owner": "someone else"},
+    }))?;
+    let created = api.create(&PostParams::default(), &cm).await?;
+    Ok(created.metadata.resource_version.unwrap_or_default())
+}
+
+/// Prints how many ERROR lines each source (tracing target and message) logged.
+fn print_error_sources(errors: &[String]) {
+    let mut by_source = std::collections::BTreeMap::<String, usize>::new();
+    for line in errors {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        let key = format!(
+            "{}: {}",
+            v["target"].as_str().unwrap_or("?"),
+            v["message"]
+                .as_str()
+                .unwrap_or("?")
+                .chars()
+                .take(80)
+                .collect::<String>()
+        );
+        *by_source.entry(key).or_default() += 1;
+    }
+    for (source, n) in by_source {
+        println!("  {n:>5} ERROR {source}");
+    }
+}
+
+/// The names of the ConfigMaps `selector` selects.
+async fn names_of(api: &Api<ConfigMap>, selector: &ListParams) -> anyhow::Result<BTreeSet<String>> {
+    Ok(api
+        .list_metadata(selector)
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|m| m.metadata.name)
+        .collect())
+}
+
+/// Waits until the API server answers again; returns when it did.
+async fn wait_api(fc: &FaultCluster) -> anyhow::Result<Instant> {
+    let client = fc.cluster.client.clone();
+    wait_for("the API server to answer", Duration::from_secs(120), || {
+        let client = client.clone();
+        async move {
+            Ok(match client.apiserver_version().await {
+                Ok(_) => Ok(Instant::now()),
+                Err(e) => Err(e.to_string()),
+            })
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_server_killed_mid_apply_then_restarted() -> anyhow::Result<()> {
+    let Some(fc) = fault_cluster("api_server_killed_mid_apply_then_restarted").await else {
+        return Ok(());
+    };
+    if !git_enabled("api_server_killed_mid_apply_then_restarted") {
+        return Ok(());
+    }
+    let cluster = fc.cluster.clone();
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("fault-apiserver").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let dir = tempfile::tempdir()?;
+
+    const N: usize = 2000;
+    let upstream = Upstream::new();
+    for i in 0..N {
+        upstream.write(
+            &format!("cm/c{i:04}.yaml"),
+            &configmap_yaml(&format!("c{i:04}"), &i.to_string()),
+        );
+    }
+    let head = upstream.commit("many");
+    let (_daemon, url) = git_daemon(&upstream);
+    let bystander_version = create_bystander(&ns).await?;
+
+    let controller = Controller::start(&fc, &ns.name, dir.path())?;
+    create_gitsync(
+        &ns,
+        "big",
+        &url,
+        serde_json::json!({"wait": false, "interval": "1h", "prune": true}),
+    )
+    .await?;
+    let configmaps: Api<ConfigMap> = ns.api();
+    let owned = ListParams::default().labels("headway.dev/sync-name=big");
+    let at_kill = wait_for(
+        "the apply to be under way",
+        Duration::from_secs(180),
+        || {
+            let configmaps = configmaps.clone();
+            let owned = owned.clone();
+            async move {
+                let n = configmaps.list_metadata(&owned).await?.items.len();
+                Ok(if (100..N - 500).contains(&n) {
+                    Ok(n)
+                } else {
+                    Err(format!("{n} applied"))
+                })
+            }
+        },
+    )
+    .await?;
+    let errors_before = controller.error_lines().len();
+    let applied_before: BTreeSet<String> = names_of(&configmaps, &owned).await?;
+    let stopped = fc.kill("kube-apiserver")?;
+    println!("killed kube-apiserver with about {at_kill} of {N} ConfigMaps applied");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    stopped.start()?;
+    let back = wait_api(&fc).await?;
+
+    wait_ready_at(&ns, "big", &head, Duration::from_secs(240)).await?;
+    let converged = back.elapsed();
+
+    let names = names_of(&configmaps, &owned).await?;
+    let expected: BTreeSet<String> = (0..N).map(|i| format!("c{i:04}")).collect();
+    let lost = expected.difference(&names).count();
+    let bystander = configmaps.get_opt("bystander").await?;
+    let bystander_touched = bystander
+        .as_ref()
+        .and_then(|b| b.metadata.resource_version.clone())
+        != Some(bystander_version);
+    let inventories = configmaps
+        .list_metadata(&ListParams::default().labels("headway.dev/inventory-of=big"))
+        .await?
+        .items
+        .len();
+    let errors = controller.error_lines();
+    let figures = Figures {
+        scenario: "kube-apiserver killed mid-apply of 2,000 ConfigMaps, back after 7 s",
+        converge_after_fault: converged,
+        objects_lost: lost,
+        wrong_deletes: usize::from(bystander.is_none()) + applied_before.difference(&names).count(),
+        error_lines: errors.len(),
+    };
+    figures.print();
+    print_error_sources(&errors);
+    assert_eq!(names, expected, "exactly the objects of git, once each");
+    assert!(
+        !bystander_touched,
+        "the bystander was touched: {bystander:?}"
+    );
+    assert_eq!(inventories, 1, "one inventory, no leftover shards");
+    let inventory = configmap_data(&cluster.client, &ns.name, "headway-inventory-big")
+        .await?
+        .context("the inventory")?;
+    let parsed = headway_model::inventory::Inventory::parse(&inventory["inventory"])?;
+    assert_eq!(parsed.len(), N, "every object is in the inventory once");
+    // The outage costs a bounded number of ERROR lines (the requests in flight when the
+    // server died, the watches and Lease renewals of the controller, one per retried sync),
+    // not one per object.
+    let during = errors.len() - errors_before;
+    assert!(
+        during <= 2 * APPLY_CONCURRENCY + 30,
+        "{during} ERROR lines for one outage:\n{}",
+        errors[errors_before..].join("\n")
+    );
+    let log = controller.log_text();
+    assert!(
+        log.contains("the API server is unreachable"),
+        "the engine did not say why it stopped:\n{}",
+        &log[log.len().saturating_sub(4000)..]
+    );
+    Ok(())
+}
