@@ -182,3 +182,118 @@ impl Figures {
         );
     }
 }
+
+/// A toxiproxy server (Shopify's fault proxy, built by `cargo xtask cluster build` from
+/// xtask/go/toxiproxy) on a free port, driven with `toxiproxy-cli`; killed on drop.
+pub struct Toxiproxy {
+    _server: Guarded,
+    api: String,
+    cli: PathBuf,
+}
+
+impl Toxiproxy {
+    /// Starts `toxiproxy-server` (found on `PATH`, where `cluster.env` puts the tools) and
+    /// waits until its API answers.
+    pub fn start() -> anyhow::Result<Toxiproxy> {
+        let server = crate::git::require("toxiproxy-server");
+        let cli = crate::git::require("toxiproxy-cli");
+        let port = crate::git::free_port();
+        let guarded = Guarded::spawn(
+            Command::new(server)
+                .args(["-host", "127.0.0.1", "-port", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .context("starting toxiproxy-server")?;
+        let proxy = Toxiproxy {
+            _server: guarded,
+            api: format!("http://127.0.0.1:{port}"),
+            cli,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while proxy.run(&["list"]).is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "toxiproxy's API on {port} did not answer within 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(proxy)
+    }
+
+    /// Runs `toxiproxy-cli` against this server; its standard output.
+    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(&self.cli)
+            .arg("--host")
+            .arg(&self.api)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running toxiproxy-cli")?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        // The CLI exits 0 on some API errors: its output says so.
+        if !out.status.success() || stdout.contains("Failed") {
+            bail!(
+                "toxiproxy-cli {args:?} failed: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(stdout)
+    }
+
+    /// A proxy `name` from a free port on 127.0.0.1 to `upstream_port`; returns the port.
+    pub fn proxy(&self, name: &str, upstream_port: u16) -> anyhow::Result<u16> {
+        let port = crate::git::free_port();
+        self.run(&[
+            "create",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            &format!("127.0.0.1:{upstream_port}"),
+            name,
+        ])?;
+        Ok(port)
+    }
+
+    /// Disables or enables the proxy: disabled, it closes every connection and refuses new
+    /// ones (a full outage).
+    pub fn set_enabled(&self, name: &str, enabled: bool) -> anyhow::Result<()> {
+        // The CLI can only toggle, and says what it did.
+        let wanted = if enabled {
+            "now enabled"
+        } else {
+            "now disabled"
+        };
+        for _ in 0..2 {
+            if self.run(&["toggle", name])?.contains(wanted) {
+                return Ok(());
+            }
+        }
+        bail!("toxiproxy: proxy {name} could not be made {wanted}")
+    }
+
+    /// Adds a toxic (`latency`, `bandwidth`, `timeout`, `reset_peer`, ...) to the proxy's
+    /// downstream, with `key=value` attributes.
+    pub fn add_toxic(
+        &self,
+        proxy: &str,
+        toxic: &str,
+        kind: &str,
+        attributes: &[&str],
+    ) -> anyhow::Result<()> {
+        let mut args = vec!["toxic", "add", "--type", kind, "--toxicName", toxic];
+        for a in attributes {
+            args.extend(["--attribute", a]);
+        }
+        args.push(proxy);
+        self.run(&args)?;
+        Ok(())
+    }
+
+    /// Removes a toxic.
+    pub fn remove_toxic(&self, proxy: &str, toxic: &str) -> anyhow::Result<()> {
+        self.run(&["toxic", "remove", "--toxicName", toxic, proxy])?;
+        Ok(())
+    }
+}

@@ -16,13 +16,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use headway_tests::faults::{FaultCluster, Figures, fault_cluster};
-use headway_tests::git::{Upstream, git_daemon};
+use headway_tests::faults::{FaultCluster, Figures, Toxiproxy, fault_cluster};
+use headway_tests::git::{Upstream, git, git_daemon};
 use headway_tests::process::Guarded;
 use headway_tests::{TestNamespace, wait_for};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
 use support::*;
+
+/// The scenarios run one at a time: one kills the API server the others use.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Requests in flight within one sync (the controller's default).
 const APPLY_CONCURRENCY: usize = 32;
@@ -35,12 +38,17 @@ struct Controller {
 
 impl Controller {
     fn start(fc: &FaultCluster, ns: &str, dir: &Path) -> anyhow::Result<Controller> {
+        Self::start_with(&fc.kubeconfig, ns, dir)
+    }
+
+    /// With another kubeconfig (the API server behind a proxy).
+    fn start_with(kubeconfig: &Path, ns: &str, dir: &Path) -> anyhow::Result<Controller> {
         let log = dir.join("controller.log");
         let file = std::fs::File::create(&log)?;
         let child = Guarded::spawn(
             Command::new(env!("CARGO_BIN_EXE_headway"))
                 .arg("--kubeconfig")
-                .arg(&fc.kubeconfig)
+                .arg(kubeconfig)
                 .args(["controller", "--namespace", ns, "--lease-namespace", ns])
                 .args(["--identity", "faults", "--lease-duration", "15"])
                 .args(["--apply-concurrency", &APPLY_CONCURRENCY.to_string()])
@@ -135,6 +143,7 @@ async fn api_server_killed_mid_apply_then_restarted() -> anyhow::Result<()> {
     let Some(fc) = fault_cluster("api_server_killed_mid_apply_then_restarted").await else {
         return Ok(());
     };
+    let _serial = SERIAL.lock().await;
     if !git_enabled("api_server_killed_mid_apply_then_restarted") {
         return Ok(());
     }
@@ -242,6 +251,328 @@ async fn api_server_killed_mid_apply_then_restarted() -> anyhow::Result<()> {
         log.contains("the API server is unreachable"),
         "the engine did not say why it stopped:\n{}",
         &log[log.len().saturating_sub(4000)..]
+    );
+    Ok(())
+}
+
+/// The `sync failed` lines the controller logged with `reason` (one per failed attempt).
+fn failed_attempts(log: &str, reason: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("\"message\":\"sync failed\"") && l.contains(reason))
+        .count()
+}
+
+/// `name -> uid` of the ConfigMaps `selector` selects.
+async fn uids_of(
+    api: &Api<ConfigMap>,
+    selector: &ListParams,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    Ok(api
+        .list_metadata(selector)
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|m| Some((m.metadata.name?, m.metadata.uid?)))
+        .collect())
+}
+
+/// Objects of `before` that git still has (`kept`) but that are gone or were recreated.
+fn wrong_deletes(
+    before: &std::collections::BTreeMap<String, String>,
+    after: &std::collections::BTreeMap<String, String>,
+    kept: &BTreeSet<String>,
+) -> usize {
+    kept.iter()
+        .filter(|n| before.contains_key(*n) && before.get(*n) != after.get(*n))
+        .count()
+}
+
+/// A repository of `n` ConfigMaps `c00..`, with `value` in each.
+fn write_configmaps(upstream: &Upstream, range: std::ops::Range<usize>, value: &str) {
+    for i in range {
+        upstream.write(
+            &format!("cm/c{i:02}.yaml"),
+            &configmap_yaml(&format!("c{i:02}"), value),
+        );
+    }
+}
+
+/// The bystander is there with the resourceVersion it was created with.
+async fn bystander_untouched(ns: &TestNamespace, version: &str) -> anyhow::Result<bool> {
+    let api: Api<ConfigMap> = ns.api();
+    Ok(api
+        .get_opt("bystander")
+        .await?
+        .and_then(|b| b.metadata.resource_version)
+        .as_deref()
+        == Some(version))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn git_server_down_for_several_intervals_then_back() -> anyhow::Result<()> {
+    let test = "git_server_down_for_several_intervals_then_back";
+    let Some(fc) = fault_cluster(test).await else {
+        return Ok(());
+    };
+    let _serial = SERIAL.lock().await;
+    if !git_enabled(test) {
+        return Ok(());
+    }
+    let cluster = fc.cluster.clone();
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("fault-git-down").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let dir = tempfile::tempdir()?;
+    let toxiproxy = Toxiproxy::start()?;
+
+    let upstream = Upstream::new();
+    write_configmaps(&upstream, 0..20, "one");
+    let first = upstream.commit("first");
+    let (daemon, _) = git_daemon(&upstream);
+    let port = toxiproxy.proxy("git", daemon.port)?;
+    let url = format!("git://127.0.0.1:{port}/repo.git");
+    let bystander = create_bystander(&ns).await?;
+
+    let controller = Controller::start(&fc, &ns.name, dir.path())?;
+    create_gitsync(
+        &ns,
+        "site",
+        &url,
+        serde_json::json!({"interval": "3s", "prune": true}),
+    )
+    .await?;
+    wait_ready_at(&ns, "site", &first, Duration::from_secs(120)).await?;
+    let configmaps: Api<ConfigMap> = ns.api();
+    let owned = ListParams::default().labels("headway.dev/sync-name=site");
+    let before = uids_of(&configmaps, &owned).await?;
+
+    // Down: the proxy refuses connections; meanwhile git moves on (c19 leaves, c20 arrives).
+    toxiproxy.set_enabled("git", false)?;
+    let down = Instant::now();
+    let attempts_before = failed_attempts(&controller.log_text(), "FetchFailed");
+    upstream.remove("cm/c19.yaml");
+    write_configmaps(&upstream, 0..1, "two");
+    write_configmaps(&upstream, 20..21, "new");
+    let second = upstream.commit("second");
+    wait_status(
+        &ns,
+        "site",
+        "FetchFailed",
+        Duration::from_secs(30),
+        |_, s| {
+            condition(s, "Ready")
+                .is_some_and(|(st, reason, _)| st == "False" && reason == "FetchFailed")
+        },
+    )
+    .await?;
+    // Several intervals (3 s each) of outage.
+    let outage = Duration::from_secs(20);
+    tokio::time::sleep(outage.saturating_sub(down.elapsed())).await;
+    let during = uids_of(&configmaps, &owned).await?;
+    assert_eq!(
+        during, before,
+        "nothing pruned or recreated while git was unreachable"
+    );
+    let attempts = failed_attempts(&controller.log_text(), "FetchFailed") - attempts_before;
+
+    toxiproxy.set_enabled("git", true)?;
+    let back = Instant::now();
+    wait_ready_at(&ns, "site", &second, Duration::from_secs(120)).await?;
+    let converged = back.elapsed();
+
+    let after = uids_of(&configmaps, &owned).await?;
+    let expected: BTreeSet<String> = (0..21)
+        .filter(|i| *i != 19)
+        .map(|i| format!("c{i:02}"))
+        .collect();
+    let names: BTreeSet<String> = after.keys().cloned().collect();
+    let figures = Figures {
+        scenario: "git server (git daemon behind toxiproxy) refusing connections for 20 s",
+        converge_after_fault: converged,
+        objects_lost: expected.difference(&names).count(),
+        wrong_deletes: wrong_deletes(&before, &after, &expected)
+            + usize::from(!bystander_untouched(&ns, &bystander).await?),
+        error_lines: controller.error_lines().len(),
+    };
+    figures.print();
+    println!("failed fetch attempts during the {outage:?} outage: {attempts}");
+    assert_eq!(names, expected, "the cluster equals git");
+    assert_eq!(figures.wrong_deletes, 0);
+    assert_eq!(
+        configmap_data(&cluster.client, &ns.name, "c00")
+            .await?
+            .unwrap()["value"],
+        "two"
+    );
+    // Backoff (2 s, 4 s, 8 s, ...), not a retry loop and not one attempt per 3 s interval.
+    assert!(
+        (2..=6).contains(&attempts),
+        "{attempts} failed fetches in {outage:?}:\n{}",
+        controller.log_text()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn git_server_extremely_slow_the_fetch_timeout_fires() -> anyhow::Result<()> {
+    let test = "git_server_extremely_slow_the_fetch_timeout_fires";
+    let Some(fc) = fault_cluster(test).await else {
+        return Ok(());
+    };
+    let _serial = SERIAL.lock().await;
+    if !git_enabled(test) {
+        return Ok(());
+    }
+    let cluster = fc.cluster.clone();
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("fault-git-slow").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let dir = tempfile::tempdir()?;
+    let toxiproxy = Toxiproxy::start()?;
+
+    let upstream = Upstream::new();
+    write_configmaps(&upstream, 0..10, "one");
+    let first = upstream.commit("first");
+    let (daemon, _) = git_daemon(&upstream);
+    let port = toxiproxy.proxy("git", daemon.port)?;
+    let url = format!("git://127.0.0.1:{port}/repo.git");
+    let bystander = create_bystander(&ns).await?;
+
+    let controller = Controller::start(&fc, &ns.name, dir.path())?;
+    create_gitsync(
+        &ns,
+        "site",
+        &url,
+        serde_json::json!({"interval": "3s", "timeout": "5s", "prune": true}),
+    )
+    .await?;
+    wait_ready_at(&ns, "site", &first, Duration::from_secs(120)).await?;
+    let configmaps: Api<ConfigMap> = ns.api();
+    let owned = ListParams::default().labels("headway.dev/sync-name=site");
+    let before = uids_of(&configmaps, &owned).await?;
+
+    // Every byte from the server 60 s late, and 100 bytes/s at most.
+    toxiproxy.add_toxic("git", "slow", "latency", &["latency=60000"])?;
+    toxiproxy.add_toxic("git", "narrow", "bandwidth", &["rate=1"])?;
+    let slowed = Instant::now();
+    upstream.remove("cm/c09.yaml");
+    let second = upstream.commit("second");
+    let failed = wait_status(
+        &ns,
+        "site",
+        "a fetch timeout",
+        Duration::from_secs(40),
+        |_, s| {
+            condition(s, "Ready").is_some_and(|(st, reason, message)| {
+                st == "False" && reason == "FetchFailed" && message.contains("timed out after 5s")
+            })
+        },
+    )
+    .await?;
+    let noticed = slowed.elapsed();
+    println!(
+        "fetch timeout reported {noticed:?} after the server slowed down: {}",
+        describe(failed.status.as_ref())
+    );
+    assert_eq!(
+        uids_of(&configmaps, &owned).await?,
+        before,
+        "nothing pruned while slow"
+    );
+
+    toxiproxy.remove_toxic("git", "slow")?;
+    toxiproxy.remove_toxic("git", "narrow")?;
+    let back = Instant::now();
+    wait_ready_at(&ns, "site", &second, Duration::from_secs(120)).await?;
+    let converged = back.elapsed();
+    let after = uids_of(&configmaps, &owned).await?;
+    let expected: BTreeSet<String> = (0..9).map(|i| format!("c{i:02}")).collect();
+    let names: BTreeSet<String> = after.keys().cloned().collect();
+    let figures = Figures {
+        scenario: "git server answering 60 s late at 1 KB/s (fetch timeout 5 s)",
+        converge_after_fault: converged,
+        objects_lost: expected.difference(&names).count(),
+        wrong_deletes: wrong_deletes(&before, &after, &expected)
+            + usize::from(!bystander_untouched(&ns, &bystander).await?),
+        error_lines: controller.error_lines().len(),
+    };
+    figures.print();
+    assert_eq!(names, expected, "the cluster equals git");
+    assert_eq!(figures.wrong_deletes, 0);
+    // Nothing hangs: the timeout (5 s) fired well before the server's 60 s.
+    assert!(noticed < Duration::from_secs(30), "{noticed:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn force_push_to_an_older_tree() -> anyhow::Result<()> {
+    let test = "force_push_to_an_older_tree";
+    let Some(fc) = fault_cluster(test).await else {
+        return Ok(());
+    };
+    let _serial = SERIAL.lock().await;
+    if !git_enabled(test) {
+        return Ok(());
+    }
+    let cluster = fc.cluster.clone();
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("fault-force-push").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let dir = tempfile::tempdir()?;
+
+    let upstream = Upstream::new();
+    write_configmaps(&upstream, 0..10, "one");
+    let old = upstream.commit("old");
+    let (_daemon, url) = git_daemon(&upstream);
+    let bystander = create_bystander(&ns).await?;
+    let controller = Controller::start(&fc, &ns.name, dir.path())?;
+    create_gitsync(
+        &ns,
+        "site",
+        &url,
+        serde_json::json!({"interval": "3s", "prune": true}),
+    )
+    .await?;
+    wait_ready_at(&ns, "site", &old, Duration::from_secs(120)).await?;
+
+    // A newer revision: c00 changed, c09 gone, c10 and c11 new.
+    write_configmaps(&upstream, 0..1, "two");
+    upstream.remove("cm/c09.yaml");
+    write_configmaps(&upstream, 10..12, "new");
+    let newer = upstream.commit("newer");
+    wait_ready_at(&ns, "site", &newer, Duration::from_secs(120)).await?;
+    let configmaps: Api<ConfigMap> = ns.api();
+    let owned = ListParams::default().labels("headway.dev/sync-name=site");
+    let before = uids_of(&configmaps, &owned).await?;
+
+    // History rewritten to the older tree.
+    git(&upstream.work, &["reset", "-q", "--hard", &old]);
+    git(&upstream.work, &["push", "-q", "--force", "origin", "main"]);
+    let pushed = Instant::now();
+    wait_ready_at(&ns, "site", &old, Duration::from_secs(120)).await?;
+    let converged = pushed.elapsed();
+
+    let after = uids_of(&configmaps, &owned).await?;
+    let expected: BTreeSet<String> = (0..10).map(|i| format!("c{i:02}")).collect();
+    let names: BTreeSet<String> = after.keys().cloned().collect();
+    // Kept across the rewrite: c00..c08 (c09 comes back as a new object).
+    let kept: BTreeSet<String> = (0..9).map(|i| format!("c{i:02}")).collect();
+    let figures = Figures {
+        scenario: "force-push rewriting main to an older tree",
+        converge_after_fault: converged,
+        objects_lost: expected.difference(&names).count(),
+        wrong_deletes: wrong_deletes(&before, &after, &kept)
+            + usize::from(!bystander_untouched(&ns, &bystander).await?),
+        error_lines: controller.error_lines().len(),
+    };
+    figures.print();
+    assert_eq!(names, expected, "the cluster equals the older tree");
+    assert_eq!(figures.wrong_deletes, 0);
+    assert_eq!(
+        configmap_data(&cluster.client, &ns.name, "c00")
+            .await?
+            .unwrap()["value"],
+        "one"
     );
     Ok(())
 }

@@ -76,6 +76,18 @@ const MODULES: &[GoModule] = &[
         targets: &[("sigs.k8s.io/kustomize/kustomize/v5", "kustomize")],
         ldflags: no_ldflags,
     },
+    // The fault proxy of the fault tests (`crates/headway/tests/faults.rs`).
+    GoModule {
+        dir: "toxiproxy",
+        targets: &[
+            (
+                "github.com/Shopify/toxiproxy/v2/cmd/server",
+                "toxiproxy-server",
+            ),
+            ("github.com/Shopify/toxiproxy/v2/cmd/cli", "toxiproxy-cli"),
+        ],
+        ldflags: no_ldflags,
+    },
 ];
 
 /// The environment every `go` command runs with: fixed caches, no toolchain switching, static binaries.
