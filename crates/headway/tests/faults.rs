@@ -138,24 +138,40 @@ async fn wait_api(fc: &FaultCluster) -> anyhow::Result<Instant> {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn api_server_killed_mid_apply_then_restarted() -> anyhow::Result<()> {
-    let Some(fc) = fault_cluster("api_server_killed_mid_apply_then_restarted").await else {
+/// What goes wrong in the middle of a big apply.
+#[derive(Debug, Clone, Copy)]
+enum MidApply {
+    /// SIGKILL a component of the control plane, start it again after the downtime.
+    Kill(&'static str),
+    /// The controller reaches the API server through toxiproxy, which cuts every connection
+    /// and refuses new ones for the downtime.
+    ProxyCut,
+}
+
+/// `n` ConfigMaps applied by one GitSync; `fault` strikes when between 100 and `n - 500` are
+/// applied and lasts `downtime`; then the checks and figures of every scenario.
+async fn fault_mid_apply(
+    test: &str,
+    scenario: &'static str,
+    n: usize,
+    fault: MidApply,
+    downtime: Duration,
+) -> anyhow::Result<()> {
+    let Some(fc) = fault_cluster(test).await else {
         return Ok(());
     };
     let _serial = SERIAL.lock().await;
-    if !git_enabled("api_server_killed_mid_apply_then_restarted") {
+    if !git_enabled(test) {
         return Ok(());
     }
     let cluster = fc.cluster.clone();
     install_crd(&cluster.client).await?;
-    let ns = cluster.namespace("fault-apiserver").await?;
+    let ns = cluster.namespace(test).await?;
     let _janitor = Janitor::new(&cluster, &ns);
     let dir = tempfile::tempdir()?;
 
-    const N: usize = 2000;
     let upstream = Upstream::new();
-    for i in 0..N {
+    for i in 0..n {
         upstream.write(
             &format!("cm/c{i:04}.yaml"),
             &configmap_yaml(&format!("c{i:04}"), &i.to_string()),
@@ -165,7 +181,26 @@ async fn api_server_killed_mid_apply_then_restarted() -> anyhow::Result<()> {
     let (_daemon, url) = git_daemon(&upstream);
     let bystander_version = create_bystander(&ns).await?;
 
-    let controller = Controller::start(&fc, &ns.name, dir.path())?;
+    // Through the proxy, for the cut: a kubeconfig naming the proxy's port.
+    let toxiproxy = match fault {
+        MidApply::ProxyCut => Some(Toxiproxy::start()?),
+        MidApply::Kill(_) => None,
+    };
+    let kubeconfig = match &toxiproxy {
+        Some(proxy) => {
+            let api_port = cluster.config.cluster_url.port_u16().context("API port")?;
+            let port = proxy.proxy("api", api_port)?;
+            let text = std::fs::read_to_string(&fc.kubeconfig)?.replace(
+                &format!("127.0.0.1:{api_port}"),
+                &format!("127.0.0.1:{port}"),
+            );
+            let path = dir.path().join("kubeconfig-proxied");
+            std::fs::write(&path, text)?;
+            path
+        }
+        None => fc.kubeconfig.clone(),
+    };
+    let controller = Controller::start_with(&kubeconfig, &ns.name, dir.path())?;
     create_gitsync(
         &ns,
         "big",
@@ -175,18 +210,18 @@ async fn api_server_killed_mid_apply_then_restarted() -> anyhow::Result<()> {
     .await?;
     let configmaps: Api<ConfigMap> = ns.api();
     let owned = ListParams::default().labels("headway.dev/sync-name=big");
-    let at_kill = wait_for(
+    let at_fault = wait_for(
         "the apply to be under way",
         Duration::from_secs(180),
         || {
             let configmaps = configmaps.clone();
             let owned = owned.clone();
             async move {
-                let n = configmaps.list_metadata(&owned).await?.items.len();
-                Ok(if (100..N - 500).contains(&n) {
-                    Ok(n)
+                let applied = configmaps.list_metadata(&owned).await?.items.len();
+                Ok(if (100..n - 500).contains(&applied) {
+                    Ok(applied)
                 } else {
-                    Err(format!("{n} applied"))
+                    Err(format!("{applied} applied"))
                 })
             }
         },
@@ -194,17 +229,29 @@ async fn api_server_killed_mid_apply_then_restarted() -> anyhow::Result<()> {
     .await?;
     let errors_before = controller.error_lines().len();
     let applied_before: BTreeSet<String> = names_of(&configmaps, &owned).await?;
-    let stopped = fc.kill("kube-apiserver")?;
-    println!("killed kube-apiserver with about {at_kill} of {N} ConfigMaps applied");
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    stopped.start()?;
-    let back = wait_api(&fc).await?;
+    let back = match fault {
+        MidApply::Kill(component) => {
+            let stopped = fc.kill(component)?;
+            println!("killed {component} with about {at_fault} of {n} ConfigMaps applied");
+            tokio::time::sleep(downtime).await;
+            stopped.start()?;
+            wait_api(&fc).await?
+        }
+        MidApply::ProxyCut => {
+            let proxy = toxiproxy.as_ref().expect("started for the cut");
+            proxy.set_enabled("api", false)?;
+            println!("cut the API connections with about {at_fault} of {n} ConfigMaps applied");
+            tokio::time::sleep(downtime).await;
+            proxy.set_enabled("api", true)?;
+            Instant::now()
+        }
+    };
 
     wait_ready_at(&ns, "big", &head, Duration::from_secs(240)).await?;
     let converged = back.elapsed();
 
     let names = names_of(&configmaps, &owned).await?;
-    let expected: BTreeSet<String> = (0..N).map(|i| format!("c{i:04}")).collect();
+    let expected: BTreeSet<String> = (0..n).map(|i| format!("c{i:04}")).collect();
     let lost = expected.difference(&names).count();
     let bystander = configmaps.get_opt("bystander").await?;
     let bystander_touched = bystander
@@ -218,7 +265,7 @@ async fn api_server_killed_mid_apply_then_restarted() -> anyhow::Result<()> {
         .len();
     let errors = controller.error_lines();
     let figures = Figures {
-        scenario: "kube-apiserver killed mid-apply of 2,000 ConfigMaps, back after 7 s",
+        scenario,
         converge_after_fault: converged,
         objects_lost: lost,
         wrong_deletes: usize::from(bystander.is_none()) + applied_before.difference(&names).count(),
@@ -236,23 +283,53 @@ async fn api_server_killed_mid_apply_then_restarted() -> anyhow::Result<()> {
         .await?
         .context("the inventory")?;
     let parsed = headway_model::inventory::Inventory::parse(&inventory["inventory"])?;
-    assert_eq!(parsed.len(), N, "every object is in the inventory once");
+    assert_eq!(parsed.len(), n, "every object is in the inventory once");
     // The outage costs a bounded number of ERROR lines (the requests in flight when the
-    // server died, the watches and Lease renewals of the controller, one per retried sync),
-    // not one per object.
+    // server went away, the watches and Lease renewals of the controller, one per retried
+    // sync), not one per object.
     let during = errors.len() - errors_before;
     assert!(
         during <= 2 * APPLY_CONCURRENCY + 30,
         "{during} ERROR lines for one outage:\n{}",
         errors[errors_before..].join("\n")
     );
-    let log = controller.log_text();
-    assert!(
-        log.contains("the API server is unreachable"),
-        "the engine did not say why it stopped:\n{}",
-        &log[log.len().saturating_sub(4000)..]
-    );
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_server_killed_mid_apply_then_restarted() -> anyhow::Result<()> {
+    fault_mid_apply(
+        "api_server_killed_mid_apply_then_restarted",
+        "kube-apiserver SIGKILLed mid-apply of 2,000 ConfigMaps, started again 7 s later",
+        2000,
+        MidApply::Kill("kube-apiserver"),
+        Duration::from_secs(7),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_killed_mid_apply_then_restarted() -> anyhow::Result<()> {
+    fault_mid_apply(
+        "etcd_killed_mid_apply_then_restarted",
+        "etcd SIGKILLed mid-apply of 1,000 ConfigMaps, started again 5 s later",
+        1000,
+        MidApply::Kill("etcd"),
+        Duration::from_secs(5),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_connections_cut_mid_apply() -> anyhow::Result<()> {
+    fault_mid_apply(
+        "api_connections_cut_mid_apply",
+        "controller to API server connections cut (toxiproxy) mid-apply of 1,000 ConfigMaps for 10 s",
+        1000,
+        MidApply::ProxyCut,
+        Duration::from_secs(10),
+    )
+    .await
 }
 
 /// The `sync failed` lines the controller logged with `reason` (one per failed attempt).
