@@ -1,11 +1,12 @@
 //! Developer tasks for Headway, run as `cargo xtask <task>`: the local control plane
-//! (`cluster up|down|status|env`), the full test suite (`test`), benchmarks and the demo.
+//! (`cluster up|down|status|env`), the full test suite (`test`), benchmarks, fuzzing and the demo.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod cluster;
 mod codegen;
 mod demo;
+mod fuzz;
 mod gitserve;
 mod leftovers;
 mod paths;
@@ -43,6 +44,9 @@ enum Task {
     Codegen(codegen::Options),
     /// Run every check CI runs: fmt, clippy, and the whole test suite against the local cluster.
     Test(test::Options),
+    /// Run the cargo-fuzz targets of fuzz/ (nightly) for a while each; crashes become
+    /// regression inputs that the stable tests replay.
+    Fuzz(fuzz::Options),
 }
 
 #[derive(Subcommand)]
@@ -77,6 +81,7 @@ fn main() {
         Task::Demo(opts) => demo::run(&opts),
         Task::Bench { what } => bench::run(&paths::Paths::new(None), what),
         Task::Codegen(opts) => codegen::run(&paths::Paths::new(None).root, &opts),
+        Task::Fuzz(opts) => fuzz::run(&paths::Paths::new(None).root, &opts),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
