@@ -45,13 +45,16 @@ fn render_peak(dir: &Path) -> (u64, bool, String) {
     (peak, status.success(), stderr)
 }
 
+/// What the case is, how to write its repository, and the file its error must name.
+type Case = (&'static str, Box<dyn Fn(&Path)>, &'static str);
+
 fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
 }
 
 #[test]
 fn hostile_repositories_fail_naming_the_file_in_bounded_memory() {
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "alias bomb",
             Box::new(|d| {
