@@ -27,6 +27,9 @@ use support::*;
 /// The scenarios run one at a time: one kills the API server the others use.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The lease duration of the partition scenario's controllers (the others use 15 s).
+const LEASE_SECONDS: u64 = 6;
+
 /// Requests in flight within one sync (the controller's default).
 const APPLY_CONCURRENCY: usize = 32;
 
@@ -43,17 +46,34 @@ impl Controller {
 
     /// With another kubeconfig (the API server behind a proxy).
     fn start_with(kubeconfig: &Path, ns: &str, dir: &Path) -> anyhow::Result<Controller> {
-        let log = dir.join("controller.log");
+        Self::start_named(kubeconfig, ns, dir, "faults", APPLY_CONCURRENCY, 15)
+    }
+
+    /// As `identity`, with `apply_concurrency` requests in flight per sync.
+    fn start_named(
+        kubeconfig: &Path,
+        ns: &str,
+        dir: &Path,
+        identity: &str,
+        apply_concurrency: usize,
+        lease_seconds: u64,
+    ) -> anyhow::Result<Controller> {
+        let log = dir.join(format!("{identity}.log"));
         let file = std::fs::File::create(&log)?;
         let child = Guarded::spawn(
             Command::new(env!("CARGO_BIN_EXE_headway"))
                 .arg("--kubeconfig")
                 .arg(kubeconfig)
                 .args(["controller", "--namespace", ns, "--lease-namespace", ns])
-                .args(["--identity", "faults", "--lease-duration", "15"])
-                .args(["--apply-concurrency", &APPLY_CONCURRENCY.to_string()])
+                .args([
+                    "--identity",
+                    identity,
+                    "--lease-duration",
+                    &lease_seconds.to_string(),
+                ])
+                .args(["--apply-concurrency", &apply_concurrency.to_string()])
                 .arg("--cache-dir")
-                .arg(dir.join("cache"))
+                .arg(dir.join(format!("cache-{identity}")))
                 .env("RUST_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(file.try_clone()?)
@@ -651,5 +671,158 @@ async fn force_push_to_an_older_tree() -> anyhow::Result<()> {
             .unwrap()["value"],
         "one"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_lost_to_a_partition_mid_sync() -> anyhow::Result<()> {
+    let test = "lease_lost_to_a_partition_mid_sync";
+    let Some(fc) = fault_cluster(test).await else {
+        return Ok(());
+    };
+    let _serial = SERIAL.lock().await;
+    if !git_enabled(test) {
+        return Ok(());
+    }
+    let cluster = fc.cluster.clone();
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("fault-lease-partition").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let dir = tempfile::tempdir()?;
+
+    const N: usize = 1000;
+    let upstream = Upstream::new();
+    for i in 0..N {
+        upstream.write(
+            &format!("cm/c{i:04}.yaml"),
+            &configmap_yaml(&format!("c{i:04}"), &i.to_string()),
+        );
+    }
+    let head = upstream.commit("many");
+    let (_daemon, url) = git_daemon(&upstream);
+    let bystander_version = create_bystander(&ns).await?;
+
+    // p1 reaches the API server through the proxy (and will be partitioned); p2 directly.
+    let toxiproxy = Toxiproxy::start()?;
+    let api_port = cluster.config.cluster_url.port_u16().context("API port")?;
+    let port = toxiproxy.proxy("api", api_port)?;
+    let proxied = dir.path().join("kubeconfig-proxied");
+    std::fs::write(
+        &proxied,
+        std::fs::read_to_string(&fc.kubeconfig)?.replace(
+            &format!("127.0.0.1:{api_port}"),
+            &format!("127.0.0.1:{port}"),
+        ),
+    )?;
+    // One request at a time: the apply is long enough to be partitioned in the middle.
+    let p1 = Controller::start_named(&proxied, &ns.name, dir.path(), "p1", 1, LEASE_SECONDS)?;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = ns.api();
+    let holder = || {
+        let leases = leases.clone();
+        async move {
+            Ok::<_, anyhow::Error>(
+                leases
+                    .get_opt("headway-controller")
+                    .await?
+                    .and_then(|l| l.spec)
+                    .and_then(|s| s.holder_identity),
+            )
+        }
+    };
+    wait_for("p1 to lead", Duration::from_secs(30), || async {
+        Ok(match holder().await? {
+            Some(h) if h == "p1" => Ok(()),
+            other => Err(format!("{other:?}")),
+        })
+    })
+    .await?;
+    let p2 = Controller::start_named(
+        &fc.kubeconfig,
+        &ns.name,
+        dir.path(),
+        "p2",
+        APPLY_CONCURRENCY,
+        LEASE_SECONDS,
+    )?;
+    create_gitsync(
+        &ns,
+        "big",
+        &url,
+        serde_json::json!({"wait": false, "interval": "1h", "prune": true}),
+    )
+    .await?;
+    let configmaps: Api<ConfigMap> = ns.api();
+    let owned = ListParams::default().labels("headway.dev/sync-name=big");
+    let at_cut = wait_for(
+        "p1's apply to be under way",
+        Duration::from_secs(180),
+        || {
+            let configmaps = configmaps.clone();
+            let owned = owned.clone();
+            async move {
+                let n = configmaps.list_metadata(&owned).await?.items.len();
+                Ok(if (50..N - 300).contains(&n) {
+                    Ok(n)
+                } else {
+                    Err(format!("{n} applied"))
+                })
+            }
+        },
+    )
+    .await?;
+    let applied_before = names_of(&configmaps, &owned).await?;
+    toxiproxy.set_enabled("api", false)?;
+    let cut = Instant::now();
+    println!("partitioned p1 from the API server with about {at_cut} of {N} ConfigMaps applied");
+
+    // p2 takes the Lease and finishes the sync while p1 is cut off.
+    wait_for(
+        "p2 to lead",
+        Duration::from_secs(LEASE_SECONDS * 5),
+        || async {
+            Ok(match holder().await? {
+                Some(h) if h == "p2" => Ok(()),
+                other => Err(format!("{other:?}")),
+            })
+        },
+    )
+    .await?;
+    let takeover = cut.elapsed();
+    wait_ready_at(&ns, "big", &head, Duration::from_secs(240)).await?;
+    let converged = cut.elapsed();
+    // The partition heals: p1 comes back as a follower and writes nothing.
+    toxiproxy.set_enabled("api", true)?;
+    tokio::time::sleep(Duration::from_secs(LEASE_SECONDS * 2)).await;
+    assert_eq!(holder().await?.as_deref(), Some("p2"), "p2 keeps the Lease");
+    let p1_log = p1.log_text();
+    assert!(
+        p1_log.contains("lost leadership"),
+        "p1 did not notice it lost the Lease:\n{}",
+        &p1_log[p1_log.len().saturating_sub(3000)..]
+    );
+
+    let names = names_of(&configmaps, &owned).await?;
+    let expected: BTreeSet<String> = (0..N).map(|i| format!("c{i:04}")).collect();
+    let bystander = configmaps.get_opt("bystander").await?;
+    let inventory = configmap_data(&cluster.client, &ns.name, "headway-inventory-big")
+        .await?
+        .context("the inventory")?;
+    let parsed = headway_model::inventory::Inventory::parse(&inventory["inventory"])?;
+    let figures = Figures {
+        scenario: "leader partitioned from the API server (toxiproxy) mid-apply of 1,000 ConfigMaps; the standby takes over",
+        converge_after_fault: converged,
+        objects_lost: expected.difference(&names).count(),
+        wrong_deletes: usize::from(bystander.is_none()) + applied_before.difference(&names).count(),
+        error_lines: p1.error_lines().len() + p2.error_lines().len(),
+    };
+    figures.print();
+    println!("p2 took the Lease {takeover:?} after the partition began (lease {LEASE_SECONDS} s)");
+    assert_eq!(names, expected, "exactly the objects of git, once each");
+    assert_eq!(
+        bystander.and_then(|b| b.metadata.resource_version),
+        Some(bystander_version),
+        "the bystander is untouched"
+    );
+    assert_eq!(parsed.len(), N, "every object is in the inventory once");
     Ok(())
 }
