@@ -6,8 +6,8 @@
 //! (`cargo xtask cluster up --state-dir DIR --port-base 18443`): they kill its kube-apiserver
 //! and etcd, which the shared cluster of the other tests must never see. A component is killed
 //! by the PID its state directory records (checked against `/proc/PID/exe`, so a reused PID is
-//! never signalled) and started again with the command line it had, in a process group of its
-//! own, detached from the test, with a new PID file: afterwards `cargo xtask cluster down`
+//! never signalled) and started again with the command line and environment it had, in a
+//! process group of its own, detached from the test, with a new PID file: afterwards `cargo xtask cluster down`
 //! stops it as any other component.
 
 use std::fs::{File, OpenOptions};
@@ -63,6 +63,8 @@ pub struct Stopped {
     pub name: String,
     exe: PathBuf,
     args: Vec<String>,
+    /// Its environment as it was (so the restarted process is not marked as the test run's).
+    env: Vec<(String, String)>,
     pid_file: PathBuf,
     log: PathBuf,
 }
@@ -94,6 +96,14 @@ impl FaultCluster {
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
+        let env: Vec<(String, String)> = std::fs::read(format!("/proc/{pid}/environ"))?
+            .split(|b| *b == 0)
+            .filter_map(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
         let status = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status()?;
@@ -110,6 +120,7 @@ impl FaultCluster {
             name: name.to_string(),
             exe,
             args,
+            env,
             pid_file,
             log: self.dir.join("logs").join(format!("{name}.log")),
         })
@@ -127,6 +138,8 @@ impl Stopped {
         let guarded = Guarded::spawn(
             Command::new(&self.exe)
                 .args(&self.args)
+                .env_clear()
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log),
