@@ -6,6 +6,7 @@
 //! and the test returns early, printing why; with it, a missing or unreachable cluster is a failure.
 #![forbid(unsafe_code)]
 
+pub mod charts;
 pub mod faults;
 pub mod git;
 pub mod process;

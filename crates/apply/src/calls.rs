@@ -20,16 +20,32 @@ pub const FIELD_MANAGER: &str = "headway";
 /// `(namespace, name)` of a listed object.
 type Key = (Option<String>, String);
 
-/// A client and a request counter for one operation.
+/// The clients and a request counter for one operation.
+///
+/// Two identities: `client` reads and writes the sync's objects (apply, prune, health, drift),
+/// and may impersonate a tenant's service account; `own` is the engine's own identity, used only
+/// for discovery and the inventory ConfigMaps.
 pub(crate) struct Calls {
     pub client: Client,
+    pub own: Client,
     requests: AtomicU64,
 }
 
 impl Calls {
+    /// One identity for everything.
     pub fn new(client: Client) -> Self {
         Calls {
+            own: client.clone(),
             client,
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// The objects through `client`, discovery and the inventory through `own`.
+    pub fn acting(own: Client, client: Client) -> Self {
+        Calls {
+            client,
+            own,
             requests: AtomicU64::new(0),
         }
     }
@@ -47,7 +63,7 @@ impl Calls {
     pub async fn discover(&self) -> Result<ApiCatalog, kube::Error> {
         self.count();
         self.count();
-        ApiCatalog::load(self.client.clone()).await
+        ApiCatalog::load(self.own.clone()).await
     }
 
     /// The `Api` of one object's resource (namespaced when it has a namespace and the resource

@@ -10,6 +10,16 @@ use headway_model::id::split_api_version;
 use kube::Client;
 use kube::discovery::{ApiResource, Discovery, Scope};
 
+/// What the API server is, as Helm's `.Capabilities` sees it: its version and every API version
+/// it serves (from the engine's current discovery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCapabilities {
+    /// The server's `gitVersion` (`v1.36.3`).
+    pub kube_version: String,
+    /// Every `group/version` and `group/version/Kind` served.
+    pub api_versions: Vec<String>,
+}
+
 /// A resolved kind: the REST resource to call and whether it is namespaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Resolved {
@@ -96,6 +106,22 @@ impl ApiCatalog {
     /// Whether `kind` at `api_version` is namespaced, if the server serves it.
     pub fn is_namespaced(&self, api_version: &str, kind: &str) -> Option<bool> {
         self.resolve(api_version, kind).map(|r| r.namespaced)
+    }
+
+    /// Every `group/version` and `group/version/Kind` served (the core group as `v1` and
+    /// `v1/Pod`), sorted: Helm's `--api-versions`, as Argo CD passes them.
+    pub fn api_versions(&self) -> Vec<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for (group, version, kind) in self.by_gvk.keys() {
+            let gv = if group.is_empty() {
+                version.clone()
+            } else {
+                format!("{group}/{version}")
+            };
+            out.insert(format!("{gv}/{kind}"));
+            out.insert(gv);
+        }
+        out.into_iter().collect()
     }
 }
 

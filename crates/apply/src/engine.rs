@@ -12,6 +12,13 @@
 //! 5. prune, when asked and when the apply succeeded ([`SyncStep::Prune`]), and record the
 //!    inventory without the objects deleted or left alone;
 //! 6. wait until every desired object is Current, when asked ([`SyncStep::Health`]).
+//!
+//! Identity: a sync may act as another identity ([`SyncRequest::acting_as`], a client that
+//! impersonates a tenant's service account). Every request about the sync's objects (apply,
+//! prune, health and drift reads) then goes through it, so the API server decides what the
+//! tenant may touch; discovery and the inventory stay with the engine's own client. A refused
+//! apply fails the apply step, so nothing is pruned; a refused deletion is a failed deletion and
+//! the object stays in the inventory.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -27,7 +34,7 @@ use tracing::{info, warn};
 use crate::apply::{ApplyInput, Detect, apply_set};
 use crate::breaker::Breaker;
 use crate::calls::Calls;
-use crate::discovery::{ApiCatalog, Discovered};
+use crate::discovery::{ApiCatalog, Discovered, ServerCapabilities};
 use crate::drift::{DriftReport, compare};
 use crate::error::ApplyError;
 use crate::health::wait_current;
@@ -59,6 +66,23 @@ impl Default for EngineOptions {
             poll_interval: Duration::from_secs(1),
             inventory_shard_bytes: store::DEFAULT_SHARD_BYTES,
         }
+    }
+}
+
+/// An identity other than the engine's own that a sync's objects are written and read with.
+#[derive(Clone)]
+pub struct Identity {
+    /// Who it is, for messages (e.g. `system:serviceaccount:team-a:deployer`).
+    pub user: String,
+    /// A client acting as it (e.g. impersonating it).
+    pub client: kube::Client,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("user", &self.user)
+            .finish()
     }
 }
 
@@ -94,6 +118,10 @@ pub struct SyncRequest {
     pub self_heal: bool,
     /// Where to report progress as the sync runs; `None`: nowhere.
     pub progress: Option<ProgressSender>,
+    /// The identity the sync's objects are applied, pruned and read with (e.g. a client that
+    /// impersonates a tenant's service account); `None`: the engine's own client. Discovery
+    /// and the inventory always use the engine's own client.
+    pub acting_as: Option<Identity>,
 }
 
 impl SyncRequest {
@@ -113,6 +141,7 @@ impl SyncRequest {
             rebuild: false,
             self_heal: true,
             progress: None,
+            acting_as: None,
         }
     }
 
@@ -240,6 +269,20 @@ impl Engine {
         &self.options
     }
 
+    /// The server's version (one request) and the API versions of the current discovery: what
+    /// Helm templates are rendered against (`--kube-version`, `--api-versions`).
+    pub async fn capabilities(&self) -> Result<ServerCapabilities, ApplyError> {
+        let version = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(ApplyError::Discovery)?;
+        Ok(ServerCapabilities {
+            kube_version: version.git_version,
+            api_versions: self.discovery.current().api_versions(),
+        })
+    }
+
     /// Forgets what was applied for every sync, as a restart does: the next syncs apply the
     /// objects that the stamps of their inventories cannot prove unchanged (a rebuild applies
     /// every object).
@@ -247,10 +290,15 @@ impl Engine {
         self.memory.clear();
     }
 
-    /// A new operation: its own request count, the engine's discovery and memory.
-    fn op(&self) -> Op<'_> {
+    /// A new operation: its own request count, the engine's discovery and memory; the objects
+    /// through `acting_as` when given, else through the engine's client.
+    fn op(&self, acting_as: Option<&Identity>) -> Op<'_> {
+        let calls = match acting_as {
+            Some(identity) => Calls::acting(self.client.clone(), identity.client.clone()),
+            None => Calls::new(self.client.clone()),
+        };
         Op {
-            calls: Calls::new(self.client.clone()),
+            calls,
             discovery: &self.discovery,
             memory: &self.memory,
             concurrency: self.options.concurrency,
@@ -266,7 +314,7 @@ impl Engine {
     /// Errors are for what prevents any per-object result (discovery, an unpreparable set, the
     /// inventory); everything else is in the report.
     pub async fn sync(&self, req: &SyncRequest) -> Result<SyncReport, ApplyError> {
-        let op = self.op();
+        let op = self.op(req.acting_as.as_ref());
         let target = Target {
             default_namespace: req.default_namespace.clone(),
             owner: req.owner.clone(),
@@ -476,7 +524,19 @@ impl Engine {
         set: &RenderedSet,
         default_namespace: &str,
     ) -> Result<DriftReport, ApplyError> {
-        let op = self.op();
+        self.drift_as(None, owner, set, default_namespace).await
+    }
+
+    /// [`Engine::drift`], reading the live objects through `acting_as` (see
+    /// [`SyncRequest::acting_as`]).
+    pub async fn drift_as(
+        &self,
+        acting_as: Option<&Identity>,
+        owner: &SyncOwner,
+        set: &RenderedSet,
+        default_namespace: &str,
+    ) -> Result<DriftReport, ApplyError> {
+        let op = self.op(acting_as);
         let target = Target {
             default_namespace: default_namespace.to_string(),
             owner: owner.clone(),
@@ -495,6 +555,17 @@ impl Engine {
         owner: &SyncOwner,
         namespace: &str,
     ) -> Result<ChangeSet, ApplyError> {
+        self.delete_all_as(None, owner, namespace).await
+    }
+
+    /// [`Engine::delete_all`], deleting through `acting_as` (see [`SyncRequest::acting_as`]):
+    /// what that identity may not delete stays, and stays in the inventory.
+    pub async fn delete_all_as(
+        &self,
+        acting_as: Option<&Identity>,
+        owner: &SyncOwner,
+        namespace: &str,
+    ) -> Result<ChangeSet, ApplyError> {
         if owner.namespace() != namespace {
             return Err(ApplyError::Inventory {
                 owner: owner.to_string(),
@@ -504,7 +575,7 @@ impl Engine {
                 ),
             });
         }
-        let op = self.op();
+        let op = self.op(acting_as);
         let previous = store::read(&op.calls, owner).await?;
         let candidates = previous.stale(&Inventory::new());
         let changes = delete_objects(&op, owner, candidates).await;
@@ -528,7 +599,7 @@ impl Engine {
     /// the orphan policy): deletes the inventory's ConfigMaps and the engine's memory of the
     /// sync, so that a new sync of the same name starts afresh.
     pub async fn forget_inventory(&self, owner: &SyncOwner) -> Result<(), ApplyError> {
-        let op = self.op();
+        let op = self.op(None);
         store::remove(&op.calls, owner).await?;
         self.memory.forget_owner(owner);
         info!(sync = %owner, requests = op.calls.requests(), "inventory forgotten");
@@ -602,6 +673,8 @@ fn futures_are_send(engine: &Engine, req: &SyncRequest, owner: &SyncOwner, set: 
     assert_send(&engine.sync(req));
     assert_send(&engine.drift(owner, set, "default"));
     assert_send(&engine.delete_all(owner, "default"));
+    assert_send(&engine.drift_as(None, owner, set, "default"));
+    assert_send(&engine.delete_all_as(None, owner, "default"));
     assert_send(&engine.inventory(owner));
     assert_send(&engine.forget_inventory(owner));
     assert_send(&engine.replace_inventory(owner, &Inventory::new()));

@@ -50,7 +50,7 @@ fn configmaps(calls: &Calls, owner: &SyncOwner) -> Api<DynamicObject> {
         &GroupVersionKind::gvk("", "v1", "ConfigMap"),
         "configmaps",
     );
-    Api::namespaced_with(calls.client.clone(), owner.namespace(), &ar)
+    Api::namespaced_with(calls.own.clone(), owner.namespace(), &ar)
 }
 
 fn store_error(owner: &SyncOwner, what: &str, name: &str, e: kube::Error) -> ApplyError {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use headway_apply::Engine;
+use headway_apply::{Engine, Identity};
 use headway_render::ToolOptions;
 use headway_source::Cache;
 use kube::ResourceExt;
@@ -14,6 +14,7 @@ use kube::runtime::reflector::Store;
 use crate::crd::GitSync;
 use crate::progress::Bus;
 use crate::schedule::Memory;
+use crate::tenancy::{Identities, IdentityError, Lockdown};
 
 /// A GitSync's (namespace, name).
 pub type Key = (String, String);
@@ -31,6 +32,10 @@ pub struct Ctx {
     /// Where progress is published, if anywhere.
     pub progress: Option<Bus>,
     pub memory: Mutex<HashMap<Key, Memory>>,
+    /// Lockdown settings (default service account, cross-namespace references).
+    pub lockdown: Lockdown,
+    /// Impersonating clients, one per service account.
+    pub identities: Identities,
     /// Per GitSync: the Event series of its no-op syncs.
     pub no_change_events: Mutex<HashMap<Key, NoChangeSeries>>,
 }
@@ -51,6 +56,16 @@ impl Ctx {
     pub fn update_memory(&self, key: &Key, f: impl FnOnce(&mut Memory)) {
         let mut map = self.memory.lock().expect("memory lock");
         f(map.entry(key.clone()).or_default());
+    }
+
+    /// The client a GitSync's objects are applied, pruned and read with: an impersonating one
+    /// when it has (or the lockdown gives it) a service account, `None` for the controller's own.
+    pub fn acting_as(&self, obj: &GitSync) -> Result<Option<Identity>, IdentityError> {
+        let (ns, _) = key_of(obj);
+        match self.lockdown.service_account(&obj.spec) {
+            Some(sa) => self.identities.service_account(&ns, sa).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Forgets everything remembered about a GitSync (it was deleted).

@@ -3,6 +3,9 @@
 //!
 //! The CRD manifest in `charts/headway/crds/gitsync.yaml` is generated from these types by
 //! `cargo xtask codegen` ([`crd_yaml`]); a test fails when the committed file is stale.
+//!
+//! long because the GitSync API is one object (spec, Helm and chart sources, status, and the
+//! checks only the controller makes), read beside the CRD generated from it, with its tests.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -130,6 +133,35 @@ pub struct GitSyncSpec {
     /// leaves them in the cluster.
     #[serde(default, skip_serializing_if = "DeletionPolicy::is_default")]
     pub deletion_policy: DeletionPolicy,
+    /// A ServiceAccount in the GitSync's namespace to apply, prune and read the objects as
+    /// (Kubernetes impersonation of `system:serviceaccount:<namespace>:<name>`): what it may
+    /// not do is refused by the API server. Default: the controller's `--default-service-account`,
+    /// else the controller's own identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
+    /// Decrypt SOPS-encrypted manifests after rendering and before applying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decryption: Option<Decryption>,
+}
+
+/// How encrypted manifests are decrypted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Decryption {
+    /// The encryption format; only `sops` (with age keys).
+    pub provider: DecryptionProvider,
+    /// A Secret in the GitSync's namespace whose keys ending in `.agekey` hold age private keys
+    /// (`AGE-SECRET-KEY-1...` lines).
+    pub secret_ref: LocalObjectReference,
+}
+
+/// Encryption formats.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DecryptionProvider {
+    /// Mozilla SOPS files (YAML or JSON) encrypted for age recipients.
+    #[serde(rename = "sops")]
+    Sops,
 }
 
 /// A git repository and the revision to follow.
@@ -242,6 +274,52 @@ pub struct HelmSpec {
     /// Pass `--include-crds` (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_crds: Option<bool>,
+    /// A chart from a Helm repository or an OCI registry, rendered instead of a chart in git;
+    /// the git path then holds its values (`values.yaml`, or `valuesFiles`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<HelmChartSpec>,
+    /// Inline values, applied after the values files (they win).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "values_schema")]
+    pub values: Option<serde_json::Value>,
+}
+
+/// Any mapping: inline Helm values.
+fn values_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// A chart in a Helm repository (`https://...`, serving `index.yaml`) or an OCI registry
+/// (`oci://host/path`), pinned in git: an exact version or a range. The resolved version is part
+/// of the revision (`main@sha1:<commit>+chart:<name>@<version>`), so a new chart version is a new
+/// revision.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmChartSpec {
+    /// `https://charts.example.com/stable`, `http://...` or `oci://registry.example.com/charts`.
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^(https?|oci)://[^\s]+$")
+    )]
+    pub repository: String,
+    /// The chart's name.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    )]
+    pub name: String,
+    /// An exact version (`4.11.3`) or a range (`>=4.11.0 <5.0.0`, `^4.11`, `4.11.x`).
+    #[schemars(length(min = 1, max = 255))]
+    pub version: String,
+    /// A Secret in the GitSync's namespace with `username` and `password` for the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// Talk plain HTTP to an `oci://` registry (Helm's `--plain-http`); for local registries.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "plainHTTP")]
+    pub plain_http: Option<bool>,
 }
 
 /// What deleting a GitSync does to the objects it applied.
@@ -504,6 +582,27 @@ impl GitSyncSpec {
         if self.repository.url.trim().is_empty() {
             return Err(spec_error("repository.url", "is empty"));
         }
+        if let Some(helm) = &self.render.helm {
+            if let Some(chart) = &helm.chart {
+                if matches!(
+                    self.render.render_type,
+                    RenderType::Plain | RenderType::Kustomize
+                ) {
+                    return Err(spec_error(
+                        "render.helm.chart",
+                        format!(
+                            "a remote chart needs render.type Helm (or Auto), not {:?}",
+                            self.render.render_type
+                        ),
+                    ));
+                }
+                headway_render::chart::Constraint::parse(&chart.version)
+                    .map_err(|m| spec_error("render.helm.chart.version", m))?;
+            }
+            if helm.values.as_ref().is_some_and(|v| !v.is_object()) {
+                return Err(spec_error("render.helm.values", "must be a mapping"));
+            }
+        }
         Ok(EffectiveSpec {
             interval,
             timeout,
@@ -620,6 +719,32 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(850)), "850ms");
         assert_eq!(format_duration(Duration::from_millis(1234)), "1.234s");
         assert_eq!(format_duration(Duration::from_millis(123_400)), "2m03s");
+    }
+
+    #[test]
+    fn remote_charts_are_checked() {
+        let spec = |render: serde_json::Value| -> GitSyncSpec {
+            serde_json::from_value(serde_json::json!({
+                "repository": {"url": "https://git.example.com/r.git"}, "render": render}))
+            .unwrap()
+        };
+        let chart = serde_json::json!({"repository": "oci://r.example.com/charts", "name": "web", "version": "^1.2"});
+        let ok = spec(serde_json::json!({"helm": {"chart": chart, "values": {"replicas": 2}}}));
+        assert!(ok.effective().is_ok());
+        let kustomize = spec(serde_json::json!({"type": "Kustomize", "helm": {"chart": chart}}));
+        let err = kustomize.effective().unwrap_err();
+        assert_eq!(err.field, "render.helm.chart");
+        let mut bad = chart.clone();
+        bad["version"] = serde_json::json!("newest");
+        let err = spec(serde_json::json!({"helm": {"chart": bad}}))
+            .effective()
+            .unwrap_err();
+        assert_eq!(err.field, "render.helm.chart.version");
+        assert!(err.message.contains("`newest`"), "{}", err.message);
+        let err = spec(serde_json::json!({"helm": {"values": [1]}}))
+            .effective()
+            .unwrap_err();
+        assert_eq!(err.field, "render.helm.values");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Git credentials of a GitSync: the Secret named by `spec.repository.secretRef` (SSH key,
-//! token, or username and password) plus `spec.repository.knownHosts`. Every problem is a fetch
-//! failure naming the Secret and the key.
+//! token, or username and password) plus `spec.repository.knownHosts`; and the chart repository
+//! credentials of `spec.render.helm.chart.secretRef` (username and password). Every problem is a
+//! fetch failure naming the Secret and the key.
 
 use headway_source::{Auth, Secret as SourceSecret};
 use k8s_openapi::api::core::v1::Secret;
@@ -89,4 +90,61 @@ pub async fn credentials(
             false,
         )),
     }
+}
+
+/// Credentials for a remote chart's repository: `username` and `password` of the Secret named by
+/// `spec.render.helm.chart.secretRef`.
+pub async fn chart_credentials(
+    client: &kube::Client,
+    namespace: &str,
+    secret_ref: Option<&crate::crd::LocalObjectReference>,
+) -> Result<Option<headway_render::chart::Credentials>, Failure> {
+    let Some(secret_ref) = secret_ref else {
+        return Ok(None);
+    };
+    let name = &secret_ref.name;
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = match api.get_opt(name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(Failure::at(
+                Stage::Fetch,
+                format!("spec.render.helm.chart.secretRef: Secret {namespace}/{name} not found"),
+                false,
+            ));
+        }
+        Err(e) => {
+            return Err(Failure::at(
+                Stage::Fetch,
+                format!(
+                    "reading Secret {namespace}/{name}: {}",
+                    headway_apply::error_message(&e)
+                ),
+                true,
+            ));
+        }
+    };
+    let data = secret.data.unwrap_or_default();
+    let text = |key: &str| -> Result<String, Failure> {
+        let bytes = data.get(key).ok_or_else(|| {
+            Failure::at(
+                Stage::Fetch,
+                format!(
+                    "spec.render.helm.chart.secretRef: Secret {namespace}/{name} has no key {key}"
+                ),
+                false,
+            )
+        })?;
+        String::from_utf8(bytes.0.clone()).map_err(|_| {
+            Failure::at(
+                Stage::Fetch,
+                format!("Secret {namespace}/{name}: key {key} is not UTF-8"),
+                false,
+            )
+        })
+    };
+    Ok(Some(headway_render::chart::Credentials {
+        username: text("username")?,
+        password: text("password")?,
+    }))
 }

@@ -8,14 +8,16 @@
 //! - [`reconcile`]: one reconcile: finalizer, dependency check, a run of the pipeline, one
 //!   status write; [`context`] is what every reconcile shares.
 //! - [`steps`]: the pipeline's named steps (fetch, render, apply, prune, wait, drift check),
-//!   each owning one failure reason; [`credentials`] reads the git credentials; [`outcome`] is
-//!   what a run produced.
+//!   each owning one failure reason; [`credentials`] reads the git credentials, [`decryption`]
+//!   the SOPS keys; [`outcome`] is what a run produced.
 //! - [`status`]: the next status and the Events to emit, as pure functions of the previous
 //!   status, the outcome and the time; [`events`] writes the Events.
 //! - [`tracker`]: a run's progress, as events on the bus and the `Reconciling` message.
 //! - [`runner`]: leader election, the watch and work queue, graceful shutdown; [`shard`]: which
 //!   GitSyncs a controller takes when several split them by a label, each with its own Lease.
 //! - [`handle`]: "sync now" and "rebuild" requests.
+//! - [`tenancy`]: the identity a GitSync is synced as (impersonated service accounts) and the
+//!   lockdown of its cross-namespace references.
 //! - [`view`]: the read model shared by the CLI and the HTTP API (summary of a GitSync, "has
 //!   this request been handled", a watch-fed cache of GitSyncs).
 //! - [`progress`]: what a running sync is doing, as plain events on a broadcast [`progress::Bus`].
@@ -28,6 +30,7 @@ pub mod conditions;
 pub mod context;
 pub mod crd;
 pub mod credentials;
+pub mod decryption;
 pub mod events;
 pub mod handle;
 pub mod outcome;
@@ -38,6 +41,7 @@ pub mod schedule;
 pub mod shard;
 pub mod status;
 pub mod steps;
+pub mod tenancy;
 pub mod tracker;
 pub mod view;
 

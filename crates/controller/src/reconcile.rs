@@ -106,7 +106,11 @@ pub fn error_policy(obj: Arc<GitSync>, error: &ReconcileError, _ctx: Arc<Ctx>) -
 async fn apply(obj: Arc<GitSync>, ctx: &Ctx) -> Result<Action, ReconcileError> {
     let key = key_of(&obj);
     let generation = obj.metadata.generation;
-    let effective = match obj.spec.effective() {
+    let checked = obj
+        .spec
+        .effective()
+        .and_then(|e| ctx.lockdown.check(&obj.spec, &key.0).map(|()| e));
+    let effective = match checked {
         Ok(e) => e,
         Err(e) => {
             // Nothing to fetch with: stall until the spec changes.
@@ -325,9 +329,13 @@ async fn cleanup(obj: Arc<GitSync>, ctx: &Ctx) -> Result<Action, ReconcileError>
     };
     match policy {
         DeletionPolicy::Prune => {
+            // Deleted as the GitSync's identity: what it could not delete stays.
+            let acting_as = ctx
+                .acting_as(&obj)
+                .map_err(|e| ReconcileError::Cleanup(format!("{ns}/{name}"), e.to_string()))?;
             let changes = ctx
                 .engine
-                .delete_all(&owner, &ns)
+                .delete_all_as(acting_as.as_ref(), &owner, &ns)
                 .await
                 .map_err(|e| ReconcileError::Cleanup(format!("{ns}/{name}"), e.to_string()))?;
             if !changes.is_ok() {

@@ -31,6 +31,7 @@ pub use crate::events::REPORTER;
 use crate::progress::Bus;
 use crate::reconcile::{error_policy, reconcile};
 use crate::shard::Shard;
+use crate::tenancy::{Identities, Lockdown};
 
 /// How to run the controller.
 #[derive(Debug, Clone)]
@@ -61,6 +62,12 @@ pub struct Options {
     pub tools: ToolOptions,
     /// Where the pipeline publishes its progress ([`crate::progress`]); `None`: nowhere.
     pub progress: Option<Bus>,
+    /// The configuration the controller's client was built from, to build clients that
+    /// impersonate service accounts (`spec.serviceAccountName`, the default service account);
+    /// `None`: a GitSync needing impersonation fails.
+    pub config: Option<kube::Config>,
+    /// Default service account and cross-namespace references ([`crate::tenancy`]).
+    pub lockdown: Lockdown,
 }
 
 impl Options {
@@ -79,6 +86,8 @@ impl Options {
             engine: EngineOptions::default(),
             tools: ToolOptions::default(),
             progress: None,
+            config: None,
+            lockdown: Lockdown::default(),
         }
     }
 }
@@ -278,6 +287,8 @@ async fn lead(
         tools: options.tools.clone(),
         progress: options.progress.clone(),
         memory: Mutex::new(HashMap::new()),
+        lockdown: options.lockdown.clone(),
+        identities: Identities::new(options.config.clone()),
         no_change_events: Mutex::new(HashMap::new()),
     });
     controller

@@ -16,7 +16,8 @@ use headway_apply::{
 use headway_model::ObjectRef;
 use headway_model::health::{Health, HealthStatus};
 use headway_model::{RenderedSet, SyncOwner};
-use headway_render::{HelmOptions, RenderOptions};
+use headway_render::chart::{ChartCache, ChartRef, FetchChartOptions, ResolvedChart};
+use headway_render::{Capabilities, HelmOptions, RenderOptions, RenderType};
 use headway_source::{Cache, FetchOptions, GitRef, Revision, Source};
 use tracing::warn;
 
@@ -26,7 +27,7 @@ use crate::crd::{
     DriftSummary, DriftedObject, EffectiveSpec, GitSync, MAX_DRIFT_FIELDS, MAX_DRIFT_LISTED,
     MAX_UNHEALTHY_LISTED, ObjectCounts, StageTiming, UnhealthyObject,
 };
-use crate::credentials::credentials;
+use crate::credentials::{chart_credentials, credentials};
 use crate::outcome::{Failure, HealthSummary, Outcome, RunResult};
 use crate::progress::Stage;
 use crate::schedule::{self, Retry, Trigger};
@@ -70,11 +71,24 @@ async fn run(
     // Fetch.
     let t = Instant::now();
     tracker.stage_started(Stage::Fetch, None, None);
-    let fetched = fetch(ctx, obj, spec, rebuild).await;
+    let fetched = match fetch(ctx, obj, spec, rebuild).await {
+        // A remote chart is part of the source: resolved now, so its version is in the revision.
+        Ok((revision, scratch)) => match fetch_chart(ctx, obj, spec).await {
+            Ok(chart) => Ok((revision, scratch, chart)),
+            Err(f) => {
+                remove_scratch(scratch);
+                Err(f)
+            }
+        },
+        Err(f) => Err(f),
+    };
     tracker.stage_finished(Stage::Fetch, None, t.elapsed(), None, fetched.is_ok());
-    let (revision, scratch) = fetched?;
+    let (revision, scratch, chart) = fetched?;
     stage(outcome, "fetch", t.elapsed());
-    let revision_text = revision_name(&spec.reference, &revision.sha);
+    let mut revision_text = revision_name(&spec.reference, &revision.sha);
+    if let Some(chart) = &chart {
+        revision_text = format!("{revision_text}+chart:{}", chart.revision());
+    }
     outcome.revision = Some(revision_text.clone());
     if !rebuild
         && schedule::stays_stalled(
@@ -98,6 +112,7 @@ async fn run(
         &default_namespace,
         &revision,
         &revision_text,
+        chart.as_ref(),
     )
     .await;
     remove_scratch(scratch);
@@ -139,7 +154,15 @@ async fn run(
     // Drift check: with self-heal, the sync itself re-applied what differed.
     if !spec.self_heal && !rebuild {
         let t = Instant::now();
-        match ctx.engine.drift(&owner, &set, &default_namespace).await {
+        let drift = match ctx.acting_as(obj) {
+            Ok(acting_as) => ctx
+                .engine
+                .drift_as(acting_as.as_ref(), &owner, &set, &default_namespace)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match drift {
             Ok(drift) => {
                 outcome.drift = Some(drift_summary(
                     &drift,
@@ -226,6 +249,48 @@ fn remove_scratch(dir: Option<PathBuf>) {
     }
 }
 
+/// The remote chart of `spec.render.helm.chart`, resolved, downloaded (unless cached) and
+/// verified; `None` when the chart is in git.
+async fn fetch_chart(
+    ctx: &Ctx,
+    obj: &GitSync,
+    spec: &EffectiveSpec,
+) -> Result<Option<ResolvedChart>, Failure> {
+    let Some(chart) = obj.spec.render.helm.as_ref().and_then(|h| h.chart.as_ref()) else {
+        return Ok(None);
+    };
+    let (ns, _) = key_of(obj);
+    let credentials = chart_credentials(&ctx.client, &ns, chart.secret_ref.as_ref()).await?;
+    let reference = ChartRef {
+        repository: chart.repository.clone(),
+        name: chart.name.clone(),
+        version: chart.version.clone(),
+    };
+    let options = FetchChartOptions {
+        credentials,
+        plain_http: chart.plain_http.unwrap_or(false),
+        timeout: spec.timeout,
+        ..FetchChartOptions::default()
+    };
+    let failed = |message: String, transient: bool| {
+        Failure::at(
+            Stage::Fetch,
+            format!(
+                "fetching chart {} {} from {}: {message}",
+                chart.name, chart.version, chart.repository
+            ),
+            transient,
+        )
+    };
+    let cache = ChartCache::new(ctx.cache_dir.join("charts"))
+        .map_err(|e| failed(e.to_string(), e.is_transient()))?;
+    cache
+        .fetch(&reference, &options)
+        .await
+        .map(Some)
+        .map_err(|e| failed(e.to_string(), e.is_transient()))
+}
+
 /// Render: the complete set of manifests of the revision, or every error.
 async fn render(
     ctx: &Ctx,
@@ -234,14 +299,38 @@ async fn render(
     default_namespace: &str,
     revision: &Revision,
     revision_text: &str,
+    chart: Option<&ResolvedChart>,
 ) -> Result<RenderedSet, Failure> {
-    let (_, name) = key_of(obj);
+    let (ns, name) = key_of(obj);
+    let decryptor =
+        crate::decryption::decryptor(&ctx.client, &ns, obj.spec.decryption.as_ref()).await?;
     let tree = revision.tree_dir.clone();
     let dir = match &spec.path {
         Some(p) => tree.join(p),
         None => tree.clone(),
     };
     let helm = obj.spec.render.helm.clone().unwrap_or_default();
+    // Charts see the target cluster (`.Capabilities`), as Argo CD and Flux render them.
+    let render_type = match obj.spec.render.render_type {
+        _ if chart.is_some() => RenderType::Helm,
+        RenderType::Auto => headway_render::detect(&dir),
+        explicit => explicit,
+    };
+    let capabilities = if render_type == RenderType::Helm {
+        let caps = ctx.engine.capabilities().await.map_err(|e| {
+            Failure::at(
+                Stage::Render,
+                format!("reading the cluster's version and API versions for Helm: {e}"),
+                true,
+            )
+        })?;
+        Some(Capabilities {
+            kube_version: caps.kube_version,
+            api_versions: caps.api_versions,
+        })
+    } else {
+        None
+    };
     let mut render_options = RenderOptions {
         render_type: obj.spec.render.render_type,
         helm: HelmOptions::builder(name.clone(), default_namespace.to_string())
@@ -249,9 +338,13 @@ async fn render(
             .namespace(helm.namespace)
             .values_files(helm.values_files)
             .include_crds(helm.include_crds)
+            .capabilities(capabilities)
+            .chart(chart.map(|c| c.archive.clone()))
+            .values(helm.values)
             .build(),
         tools: ctx.tools.clone(),
         boundary: Some(tree.clone()),
+        decryptor,
         ..RenderOptions::default()
     };
     render_options.tools.timeout = spec.timeout;
@@ -302,6 +395,9 @@ async fn sync_objects(
     req.max_prune_fraction = Some(f64::from(spec.max_prune_percent) / 100.0);
     req.rebuild = rebuild;
     req.self_heal = spec.self_heal || rebuild;
+    req.acting_as = ctx
+        .acting_as(obj)
+        .map_err(|e| Failure::new(Reason::ApplyFailed, e.to_string(), false))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     req.progress = Some(tx);
     let engine = async move {

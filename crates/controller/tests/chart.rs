@@ -117,3 +117,68 @@ async fn the_chart_renders_a_controller_and_a_gitsync_that_syncs() -> anyhow::Re
     );
     controller.stop().await
 }
+
+/// The `impersonate` rule of the controller's ClusterRole, if any.
+fn impersonate_rule(text: &str) -> Option<serde_json::Value> {
+    let manifests = headway_render::parse_manifests(text, "chart").expect("the chart renders");
+    manifests
+        .iter()
+        .filter(|m| m.id.kind == "ClusterRole")
+        .flat_map(|m| m.object["rules"].as_array().cloned().unwrap_or_default())
+        .find(|r| {
+            r["verbs"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v == "impersonate"))
+        })
+}
+
+#[test]
+fn the_chart_grants_impersonation_only_when_tenancy_needs_it() {
+    if std::env::var("HEADWAY_TOOL_TESTS").ok().as_deref() != Some("1")
+        && !headway_tests::cluster_tests_enabled()
+    {
+        eprintln!("skipping: helm is needed (HEADWAY_TOOL_TESTS=1 or HEADWAY_CLUSTER_TESTS=1)");
+        return;
+    }
+    let default = helm(&["template", "hw", "--namespace", "hw"]);
+    assert!(
+        impersonate_rule(&default).is_none(),
+        "no impersonation by default"
+    );
+    assert!(!default.contains("--default-service-account"));
+    assert!(!default.contains("--no-cross-namespace-refs"));
+
+    let locked = helm(&[
+        "template",
+        "hw",
+        "--namespace",
+        "hw",
+        "--set",
+        "rbac.clusterAdmin=false",
+        "--set",
+        "controller.defaultServiceAccount=tenant",
+        "--set",
+        "controller.noCrossNamespaceRefs=true",
+    ]);
+    assert!(
+        locked.contains("- --default-service-account=tenant"),
+        "{locked}"
+    );
+    assert!(locked.contains("- --no-cross-namespace-refs"), "{locked}");
+    let rule = impersonate_rule(&locked).expect("an impersonate rule");
+    assert_eq!(rule["resources"], serde_json::json!(["serviceaccounts"]));
+    assert_eq!(rule["verbs"], serde_json::json!(["impersonate"]));
+    assert!(!locked.contains("cluster-admin"), "{locked}");
+
+    let explicit = helm(&[
+        "template",
+        "hw",
+        "--namespace",
+        "hw",
+        "--set",
+        "rbac.clusterAdmin=false",
+        "--set",
+        "rbac.impersonateServiceAccounts=true",
+    ]);
+    assert!(impersonate_rule(&explicit).is_some());
+}

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 
 use crate::cluster::{ClusterArgs, runtime};
@@ -51,6 +51,14 @@ pub struct ControllerArgs {
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// Impersonate this ServiceAccount (in the GitSync's namespace) for every GitSync without
+    /// `spec.serviceAccountName`; default: such GitSyncs use the controller's own identity.
+    #[arg(long, value_name = "NAME")]
+    pub default_service_account: Option<String>,
+    /// Refuse GitSyncs whose `dependsOn` or `targetNamespace` leave their own namespace
+    /// (InvalidSpec).
+    #[arg(long)]
+    pub no_cross_namespace_refs: bool,
 }
 
 /// `--log-format`.
@@ -120,7 +128,9 @@ fn lease_namespace_missing(error: &anyhow::Error, namespace: &str) -> bool {
 pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
     init_logs(args.log_format);
     runtime()?.block_on(async {
-        let client = cluster.connect().await?.client;
+        let config = cluster.config().await?;
+        let client =
+            kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
         let identity = args.identity.clone().unwrap_or_else(default_identity);
         let mut options = headway_controller::Options::new(identity, &args.cache_dir);
         options.concurrency = args.concurrency;
@@ -136,12 +146,19 @@ pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
         }
         options.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
         options.engine.concurrency = args.apply_concurrency.max(1);
+        options.config = Some(config);
+        options.lockdown = headway_controller::tenancy::Lockdown {
+            default_service_account: args.default_service_account.clone(),
+            no_cross_namespace_refs: args.no_cross_namespace_refs,
+        };
         tracing::info!(
             identity = %options.identity,
             lease = %format!("{}/{}", options.lease_namespace, options.lease_name),
             namespace = options.namespace.as_deref().unwrap_or("(all)"),
             shard = options.shard.as_ref().map(|s| s.selector.as_str()).unwrap_or("(all)"),
             concurrency = options.concurrency,
+            default_service_account = options.lockdown.default_service_account.as_deref().unwrap_or("(none)"),
+            no_cross_namespace_refs = options.lockdown.no_cross_namespace_refs,
             version = env!("CARGO_PKG_VERSION"),
             "headway controller starting"
         );
@@ -182,6 +199,8 @@ mod tests {
         assert_eq!(a.lease_duration, 15);
         assert_eq!(a.identity.as_deref(), Some("a"));
         assert_eq!(a.log_format, LogFormat::Json);
+        assert_eq!(a.default_service_account, None);
+        assert!(!a.no_cross_namespace_refs);
         let a = Cli::try_parse_from([
             "controller",
             "--concurrency",
@@ -192,6 +211,9 @@ mod tests {
             "/tmp/c",
             "--log-format",
             "text",
+            "--default-service-account",
+            "headway-tenant",
+            "--no-cross-namespace-refs",
         ])
         .unwrap()
         .args;
@@ -199,6 +221,8 @@ mod tests {
         assert_eq!(a.namespace.as_deref(), Some("apps"));
         assert_eq!(a.cache_dir, PathBuf::from("/tmp/c"));
         assert_eq!(a.log_format, LogFormat::Text);
+        assert_eq!(a.default_service_account.as_deref(), Some("headway-tenant"));
+        assert!(a.no_cross_namespace_refs);
         assert!(Cli::try_parse_from(["controller", "--concurrency", "x"]).is_err());
         assert!(default_identity().contains('-'));
     }

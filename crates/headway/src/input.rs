@@ -1,7 +1,9 @@
 //! Where a command's manifests come from and how they are rendered, shared by `render`, `fetch`,
 //! `diff` and `apply`: a local directory, or a directory of a git repository fetched (depth 1)
 //! into the local cache (its warnings printed on stderr); the render options (`--type`, Helm,
-//! timeout, output format); and the rendered set that `diff` and `apply` work on.
+//! timeout, the capabilities Helm charts see, a remote chart, the age keys that decrypt SOPS
+//! files: [`SourceArgs`]); `render`'s output format ([`RenderArgs`]); and the rendered set that
+//! `diff` and `apply` work on.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -9,16 +11,19 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use headway_model::RenderedSet;
-use headway_render::{HelmOptions, RenderOptions, RenderType};
+use headway_render::chart::{ChartCache, ChartRef, Credentials, FetchChartOptions, ResolvedChart};
+use headway_render::{Capabilities, HelmOptions, RenderOptions, RenderType};
 use headway_source::{Auth, Cache, FetchOptions, GitRef, Revision, Secret, Source};
 
+use crate::cluster::{ClusterArgs, runtime};
 use crate::owner::label_value;
 
 /// A local directory, or `--repo URL [--ref REF] [--path DIR]`.
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {
-    /// The local directory to read (or use --repo).
-    #[arg(required_unless_present = "repo", conflicts_with = "repo")]
+    /// The local directory to read (or use --repo). `render`, `diff` and `apply` need one of
+    /// it, --repo or --helm-repo ([`SourceArgs`]); `fetch` needs --repo.
+    #[arg(conflicts_with = "repo")]
     pub dir: Option<PathBuf>,
     /// A git repository to fetch instead of a local directory (https://, http://, ssh://, git://).
     #[arg(long)]
@@ -66,10 +71,16 @@ impl InputArgs {
                 )
                 .into());
             }
-            let dir = self
-                .dir
-                .clone()
-                .context("a directory or --repo is required")?;
+            // Without a directory (a remote chart with its own values): an empty one.
+            let dir = match self.dir.clone() {
+                Some(dir) => dir,
+                None => {
+                    let empty = std::env::temp_dir().join("headway-no-values");
+                    std::fs::create_dir_all(&empty)
+                        .with_context(|| format!("creating {}", empty.display()))?;
+                    empty
+                }
+            };
             return Ok(Input {
                 dir,
                 revision: None,
@@ -138,19 +149,42 @@ impl InputArgs {
     }
 }
 
-/// Arguments of `headway render`, and the source and render options of `diff` and `apply`.
+/// Arguments of `headway render`: the source and render options, and the output format. It
+/// dereferences to its [`SourceArgs`].
 #[derive(Debug, Args)]
 pub struct RenderArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output format: a YAML stream (`---` between documents) or one JSON `v1 List`
+    /// (both can be piped to `kubectl apply -f -`).
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+}
+
+impl std::ops::Deref for RenderArgs {
+    type Target = SourceArgs;
+
+    fn deref(&self) -> &SourceArgs {
+        &self.source
+    }
+}
+
+/// The source and render options of `render`, `diff` and `apply` (`diff` and `apply` have an
+/// `-o` of their own: what they print, not the manifests).
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("what_to_render")
+        .args(["dir", "repo", "helm_repo"])
+        .required(true)
+        .multiple(true)
+))]
+pub struct SourceArgs {
     /// The directory to render, or the repository to fetch it from.
     #[command(flatten)]
     pub input: InputArgs,
     /// How to render it; `auto` detects a kustomization, then a Chart.yaml, else plain YAML.
     #[arg(long = "type", value_enum, default_value_t = RenderType::Auto)]
     pub render_type: RenderType,
-    /// Output format: a YAML stream (`---` between documents) or one JSON `v1 List`
-    /// (both can be piped to `kubectl apply -f -`).
-    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Yaml)]
-    pub output: OutputFormat,
     /// Helm release name; default: the chart directory's name.
     #[arg(long)]
     pub helm_release: Option<String>,
@@ -163,9 +197,43 @@ pub struct RenderArgs {
     /// Do not pass `--include-crds` to helm.
     #[arg(long)]
     pub helm_skip_crds: bool,
+    /// Kubernetes version Helm charts see (`.Capabilities.KubeVersion`); default: the
+    /// cluster's with `--cluster` and for `diff` and `apply`, else the newest minor the bundled
+    /// tools support (headway_render::DEFAULT_KUBE_VERSION).
+    #[arg(long, conflicts_with = "cluster")]
+    pub kube_version: Option<String>,
+    /// API versions Helm charts see as served (`.Capabilities.APIVersions`), `group/version` or
+    /// `group/version/Kind`, comma-separated or repeated; added to Helm's built-in list.
+    #[arg(long, value_delimiter = ',', num_args = 1.., conflicts_with = "cluster")]
+    pub api_versions: Vec<String>,
+    /// Read the Kubernetes version and API versions from the cluster (--kubeconfig/--context),
+    /// as the controller does (`diff` and `apply` always do for charts, unless --kube-version
+    /// or --api-versions is given).
+    #[arg(long)]
+    pub cluster: bool,
+    /// A Helm chart repository (`https://...` serving index.yaml, or `oci://host/path`) to fetch
+    /// `--chart` from; the directory then only holds values (its values.yaml, or --helm-values).
+    #[arg(long, requires_all = ["chart", "chart_version"])]
+    pub helm_repo: Option<String>,
+    /// The chart's name in --helm-repo.
+    #[arg(long, requires = "helm_repo")]
+    pub chart: Option<String>,
+    /// The chart version: exact (`4.11.3`) or a range (`>=4.11.0 <5.0.0`, `^4.11`).
+    #[arg(long = "version", requires = "helm_repo")]
+    pub chart_version: Option<String>,
+    /// User name for --helm-repo (the password is read from HEADWAY_HELM_PASSWORD).
+    #[arg(long, requires = "helm_repo")]
+    pub helm_username: Option<String>,
+    /// Talk plain HTTP to an `oci://` --helm-repo (a local registry).
+    #[arg(long, requires = "helm_repo")]
+    pub helm_plain_http: bool,
     /// Seconds kustomize or helm may run before they are killed.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// age private key file (`age-keygen` output) to decrypt SOPS-encrypted manifests with, in
+    /// memory; repeatable. Without it, an encrypted manifest is an error.
+    #[arg(long, value_name = "FILE")]
+    pub decrypt_key: Vec<PathBuf>,
 }
 
 /// `--output`.
@@ -177,9 +245,10 @@ pub enum OutputFormat {
     Json,
 }
 
-impl RenderArgs {
-    /// The library options these arguments ask for.
-    pub fn options(&self, dir: &Path) -> anyhow::Result<RenderOptions> {
+impl SourceArgs {
+    /// The library options these arguments ask for; `cluster` is only talked to with
+    /// `--cluster`.
+    pub fn options(&self, dir: &Path, cluster: &ClusterArgs) -> anyhow::Result<RenderOptions> {
         // Values files named on the command line are the user's own: make them absolute.
         let values_files = self
             .helm_values
@@ -188,19 +257,119 @@ impl RenderArgs {
                 std::fs::canonicalize(v).with_context(|| format!("--helm-values {}", v.display()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let chart = self.remote_chart()?;
+        let default_release = match &chart {
+            Some(c) => c.name.clone(),
+            None => chart_name(dir),
+        };
         let mut options = RenderOptions {
             render_type: self.render_type,
-            helm: HelmOptions::builder(chart_name(dir), "default")
+            helm: HelmOptions::builder(default_release, "default")
                 .release_name(self.helm_release.clone())
                 .namespace(Some(self.helm_namespace.clone()))
                 .values_files(values_files)
                 .include_crds(Some(!self.helm_skip_crds))
+                .capabilities(self.capabilities(cluster)?)
+                .chart(chart.map(|c| c.archive))
                 .build(),
             ..RenderOptions::default()
         };
         options.tools.timeout = Duration::from_secs(self.timeout);
+        if !self.decrypt_key.is_empty() {
+            let mut keys = headway_decrypt::Keys::new();
+            for file in &self.decrypt_key {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("--decrypt-key {}", file.display()))?;
+                keys.add_text(&format!("--decrypt-key {}", file.display()), &text)?;
+            }
+            options.decryptor = Some(headway_decrypt::SopsDecryptor::new(keys).into_render_hook());
+        }
         Ok(options)
     }
+
+    /// The chart of `--helm-repo`/`--chart`/`--version`, fetched into the chart cache
+    /// (`$HEADWAY_CHART_CACHE`, else ~/.cache/headway/charts) and verified; printed on stderr.
+    pub fn remote_chart(&self) -> anyhow::Result<Option<ResolvedChart>> {
+        let (Some(repository), Some(name), Some(version)) =
+            (&self.helm_repo, &self.chart, &self.chart_version)
+        else {
+            return Ok(None);
+        };
+        let credentials = match &self.helm_username {
+            Some(username) => Some(Credentials {
+                username: username.clone(),
+                password: std::env::var("HEADWAY_HELM_PASSWORD")
+                    .context("--helm-username needs the password in HEADWAY_HELM_PASSWORD")?,
+            }),
+            None => None,
+        };
+        let dir = std::env::var_os("HEADWAY_CHART_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home().join(".cache/headway/charts"));
+        let cache = ChartCache::new(dir)?;
+        let reference = ChartRef {
+            repository: repository.clone(),
+            name: name.clone(),
+            version: version.clone(),
+        };
+        let options = FetchChartOptions {
+            credentials,
+            plain_http: self.helm_plain_http,
+            timeout: Duration::from_secs(self.timeout),
+            ..FetchChartOptions::default()
+        };
+        let resolved = runtime()?
+            .block_on(cache.fetch(&reference, &options))
+            .with_context(|| format!("fetching chart {name} {version} from {repository}"))?;
+        eprintln!(
+            "headway: chart {} {} ({}) from {repository}",
+            resolved.name, resolved.version, resolved.digest
+        );
+        Ok(Some(resolved))
+    }
+
+    /// The capabilities Helm charts see: `--kube-version`/`--api-versions`, or read from the
+    /// cluster with `--cluster`; `None` for the default.
+    pub fn capabilities(&self, cluster: &ClusterArgs) -> anyhow::Result<Option<Capabilities>> {
+        if self.cluster {
+            return cluster_capabilities(cluster).map(Some);
+        }
+        if !self.explicit_capabilities() {
+            return Ok(None);
+        }
+        let caps = Capabilities {
+            kube_version: self
+                .kube_version
+                .clone()
+                .unwrap_or_else(|| headway_render::DEFAULT_KUBE_VERSION.into()),
+            api_versions: self.api_versions.clone(),
+        };
+        caps.validate()
+            .map_err(|e| anyhow::anyhow!("--kube-version/--api-versions: {e}"))?;
+        Ok(Some(caps))
+    }
+
+    /// Whether `--kube-version` or `--api-versions` is given.
+    fn explicit_capabilities(&self) -> bool {
+        self.kube_version.is_some() || !self.api_versions.is_empty()
+    }
+}
+
+/// The server's version and API versions, read from the cluster (one discovery).
+fn cluster_capabilities(cluster: &ClusterArgs) -> anyhow::Result<Capabilities> {
+    let caps = runtime()?.block_on(async {
+        let engine = cluster.connect().await?.engine().await?;
+        anyhow::Ok(
+            engine
+                .capabilities()
+                .await
+                .context("reading the cluster's version")?,
+        )
+    })?;
+    Ok(Capabilities {
+        kube_version: caps.kube_version,
+        api_versions: caps.api_versions,
+    })
 }
 
 /// The directory's name, as a release name (`release` when it has none, e.g. `/`).
@@ -219,10 +388,20 @@ pub struct Rendered {
 }
 
 /// Renders the source for `diff` and `apply`. Render errors are returned (all of them, as
-/// `headway_render::RenderErrors`), so nothing is applied or pruned after a failed render.
-pub fn render_source(args: &RenderArgs) -> anyhow::Result<Rendered> {
+/// `headway_render::RenderErrors`), so nothing is applied or pruned after a failed render. A
+/// chart sees the target cluster's capabilities unless --kube-version or --api-versions says
+/// otherwise.
+pub fn render_source(args: &SourceArgs, cluster: &ClusterArgs) -> anyhow::Result<Rendered> {
     let input = args.input.resolve()?;
-    let options = args.options(&input.dir)?;
+    let mut options = args.options(&input.dir, cluster)?;
+    let is_helm = options.helm.chart.is_some()
+        || match options.render_type {
+            RenderType::Auto => headway_render::detect(&input.dir),
+            explicit => explicit,
+        } == RenderType::Helm;
+    if is_helm && !args.cluster && !args.explicit_capabilities() {
+        options.helm.capabilities = cluster_capabilities(cluster)?;
+    }
     let manifests = headway_render::render(&input.dir, &options)?;
     let (revision, name_from) = match (&input.revision, &args.input.repo) {
         (Some(rev), Some(url)) => (
@@ -341,7 +520,7 @@ mod tests {
             "--timeout",
             "5",
         ]);
-        let o = a.options(&chart).unwrap();
+        let o = a.options(&chart, &ClusterArgs::default()).unwrap();
         assert_eq!(o.render_type, RenderType::Helm);
         assert_eq!(o.helm.release_name, "mychart");
         assert_eq!(o.helm.namespace, "apps");
@@ -351,13 +530,74 @@ mod tests {
         );
         assert!(o.helm.include_crds);
         assert_eq!(o.tools.timeout, Duration::from_secs(5));
+        assert_eq!(o.helm.capabilities, Capabilities::default());
+        let a = args(&[
+            chart.to_str().unwrap(),
+            "--kube-version",
+            "v1.31.2",
+            "--api-versions",
+            "policy/v1,policy/v1/PodDisruptionBudget",
+            "--api-versions",
+            "example.com/v1",
+        ]);
+        let o = a.options(&chart, &ClusterArgs::default()).unwrap();
+        assert_eq!(o.helm.capabilities.kube_version, "v1.31.2");
+        assert_eq!(
+            o.helm.capabilities.api_versions,
+            [
+                "policy/v1",
+                "policy/v1/PodDisruptionBudget",
+                "example.com/v1"
+            ]
+        );
+        let err = args(&[chart.to_str().unwrap(), "--kube-version", "latest"])
+            .options(&chart, &ClusterArgs::default())
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("`latest` is not a Kubernetes version"),
+            "{err:#}"
+        );
+        assert!(
+            Cli::try_parse_from(["render", "x", "--cluster", "--kube-version", "v1.30.0"]).is_err()
+        );
         let a = args(&[
             chart.to_str().unwrap(),
             "--helm-values",
             "/nonexistent.yaml",
         ]);
-        assert!(a.options(&chart).is_err());
+        assert!(a.options(&chart, &ClusterArgs::default()).is_err());
+        // --decrypt-key is a source argument: every key file is read, a missing one named.
+        let a = args(&[chart.to_str().unwrap()]);
+        assert!(
+            a.options(&chart, &ClusterArgs::default())
+                .unwrap()
+                .decryptor
+                .is_none()
+        );
+        let a = args(&[
+            chart.to_str().unwrap(),
+            "--decrypt-key",
+            "/nonexistent.agekey",
+        ]);
+        let err = a.options(&chart, &ClusterArgs::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("--decrypt-key /nonexistent.agekey"),
+            "{err:#}"
+        );
         assert!(Cli::try_parse_from(["render", "x", "--type", "jsonnet"]).is_err());
+        // Something to render: a directory, --repo or --helm-repo.
+        let err = Cli::try_parse_from(["render"]).err().unwrap().to_string();
+        assert!(err.contains("--helm-repo"), "{err}");
+        let a = args(&[
+            "--helm-repo",
+            "oci://r/c",
+            "--chart",
+            "c",
+            "--version",
+            "^1",
+        ]);
+        assert!(a.input.dir.is_none());
+        assert!(Cli::try_parse_from(["render", "--helm-repo", "oci://r/c"]).is_err());
     }
 
     #[test]

@@ -15,15 +15,22 @@ mod diff_cmd;
 mod fetch_cmd;
 mod health_cmd;
 mod input;
+mod live;
+mod output;
 mod owner;
 mod rebuild_cmd;
 mod render_cmd;
+mod requests;
 mod status_cmd;
+mod sync_cmd;
+mod watch;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success (diff: no difference; health: every object Current; status: every GitSync Ready)
-  1  error or failure, explained on stderr
+  0  success (status: every selected GitSync Ready; sync/resume/rebuild --wait: every request
+     handled and the GitSync Ready; diff: no difference; health: every object Current)
+  1  error or failure, explained on stderr (status: some GitSync not Ready, or none selected;
+     sync/resume/rebuild --wait: a request failed or timed out; apply: some step failed)
   2  diff: differences found; health: some object not Current; any command: bad usage";
 
 /// Headway: a GitOps deployment controller for Kubernetes, built for fast recovery.
@@ -45,18 +52,33 @@ enum Command {
     Render(input::RenderArgs),
     /// Fetch a revision of a git repository into the cache (depth 1) and print what was fetched.
     Fetch(fetch_cmd::FetchArgs),
-    /// Show every GitSync: Ready, revision, objects, drift, last sync and last rebuild
-    /// (exit 0: all Ready, 1: not).
+    /// Show the selected GitSyncs: phase, reason or current stage, revision, objects, drift,
+    /// last sync and last rebuild (exit 0: all Ready, 1: not, or none selected).
+    #[command(after_help = EXIT_CODES)]
     Status(status_cmd::StatusArgs),
+    /// Ask the controller to sync one GitSync now; with --wait, follow the sync to its end
+    /// (exit 0: Ready, 1: failed or timed out).
+    #[command(after_help = EXIT_CODES)]
+    Sync(sync_cmd::SyncArgs),
+    /// Stop syncing one GitSync (sets spec.suspend; field manager headway-suspend).
+    #[command(after_help = EXIT_CODES)]
+    Suspend(sync_cmd::SuspendArgs),
+    /// Sync one suspended GitSync again (clears spec.suspend) and request a sync now.
+    #[command(after_help = EXIT_CODES)]
+    Resume(sync_cmd::ResumeArgs),
     /// Ask the controller to rebuild GitSyncs (fresh fetch, every object re-applied); with
-    /// --wait, wait until they are Ready and print the recovery time.
+    /// --wait, follow each one stage by stage and print the time to recover.
+    #[command(after_help = EXIT_CODES)]
     Rebuild(rebuild_cmd::RebuildArgs),
     /// Show what `apply` would change in the cluster (exit 0: none, 2: differences, 1: error).
+    #[command(after_help = EXIT_CODES)]
     Diff(diff_cmd::DiffArgs),
     /// Apply a directory or a git repository to the cluster once, without a controller.
+    #[command(after_help = EXIT_CODES)]
     Apply(apply_cmd::ApplyArgs),
     /// Print the kstatus of every object in a file of live objects (exit 0: all Current,
     /// 2: not).
+    #[command(after_help = EXIT_CODES)]
     Health(health_cmd::HealthArgs),
     /// Run the GitSync controller (leader election, watch, sync) until SIGTERM; JSON logs.
     Controller(controller_cmd::ControllerArgs),
@@ -87,9 +109,12 @@ impl From<Outcome> for ExitCode {
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let cluster = &cli.cluster;
     match cli.command {
-        Command::Render(args) => render_cmd::run(args).map(|()| Outcome::Success),
+        Command::Render(args) => render_cmd::run(cluster, args).map(|()| Outcome::Success),
         Command::Fetch(args) => fetch_cmd::run(args).map(|()| Outcome::Success),
         Command::Status(args) => status_cmd::run(cluster, args),
+        Command::Sync(args) => sync_cmd::sync(cluster, args),
+        Command::Suspend(args) => sync_cmd::suspend(cluster, args),
+        Command::Resume(args) => sync_cmd::resume(cluster, args),
         Command::Rebuild(args) => rebuild_cmd::run(cluster, args),
         Command::Controller(args) => controller_cmd::run(cluster, args).map(|()| Outcome::Success),
         Command::Diff(args) => diff_cmd::run(cluster, args),

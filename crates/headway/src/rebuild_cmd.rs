@@ -1,55 +1,52 @@
 //! `headway rebuild [--wait]`: the disaster-recovery operation: ask the controller to re-fetch
-//! and re-apply every selected GitSync, wait until each is Ready again, and print how long
-//! recovery took (the MTTR figure).
+//! and re-apply every selected GitSync and, with `--wait`, follow each one stage by stage (the
+//! `Reconciling` condition's message; bars on a terminal, plain lines otherwise) until it is
+//! done, then print how long recovery took (the MTTR figure) and the controller's own record
+//! (`status.lastRebuild`: duration and stages). When a request is done is
+//! [`headway_controller::request_state`]'s rule, the one the API uses too.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Args;
-use headway_controller::conditions::{READY, RECONCILING};
-use headway_controller::{GitSync, Handle};
-use kube::api::Api;
+use headway_controller::{Handle, RequestKind, RequestState, SyncKey};
+use serde::Serialize;
 
 use crate::Outcome;
 use crate::cluster::{ClusterArgs, Selection, runtime};
-use crate::status_cmd::{condition, status_table};
+use crate::live::Live;
+use crate::output::{self, Format, rounded, seconds};
+use crate::requests::{self, Request, RequestResult};
 
 /// Arguments of `headway rebuild`.
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
     #[command(flatten)]
     pub selection: Selection,
-    /// Wait until every rebuilt GitSync is Ready again and print the time it took.
+    /// Wait until every rebuild is done, showing each one's stage, and print the time to
+    /// recover.
     #[arg(long)]
     pub wait: bool,
     /// Seconds to wait with --wait.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub timeout: u64,
+    /// Output format: `text`, or `json` (one document at the end; see docs/cli.md).
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Format,
 }
 
-/// Where a rebuild request stands.
-#[derive(Debug, PartialEq, Eq)]
-enum Progress {
-    Pending,
-    Succeeded,
-    Failed(String),
-}
-
-/// Whether the rebuild request `value` has been handled and how it ended.
-fn progress(sync: &GitSync, value: &str) -> Progress {
-    let handled = sync
-        .status
-        .as_ref()
-        .and_then(|s| s.last_handled_rebuild_request.as_deref());
-    let reconciling = condition(sync, RECONCILING).is_some_and(|(s, _, _)| s == "True");
-    if handled != Some(value) || reconciling {
-        return Progress::Pending;
-    }
-    match condition(sync, READY) {
-        Some(("True", _, _)) => Progress::Succeeded,
-        Some((_, reason, message)) => Progress::Failed(format!("{reason}: {message}")),
-        None => Progress::Pending,
-    }
+/// The JSON document of `rebuild`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RebuildOutput {
+    /// Every rebuild was requested and, with --wait, done and Ready.
+    ok: bool,
+    waited: bool,
+    /// With --wait: seconds from the first request until the last rebuild was done.
+    recovery_seconds: Option<f64>,
+    /// Suspended GitSyncs that were not asked to rebuild (`namespace/name`).
+    skipped: Vec<String>,
+    syncs: Vec<RequestResult>,
 }
 
 /// Runs `headway rebuild`; exit code 0 when every rebuild was requested (and, with --wait,
@@ -62,132 +59,77 @@ pub fn run(cluster: &ClusterArgs, args: RebuildArgs) -> anyhow::Result<Outcome> 
         if syncs.is_empty() {
             bail!("no GitSyncs selected: nothing to rebuild");
         }
+        // A suspended GitSync would not act on the request until resumed: say so, skip it.
+        let (suspended, syncs): (Vec<_>, Vec<_>) = syncs.into_iter().partition(|s| s.spec.suspend);
+        let skipped: Vec<String> = suspended
+            .iter()
+            .map(|s| SyncKey::of(s).to_string())
+            .collect();
+        for key in &skipped {
+            eprintln!("skipped: {key} is suspended (`headway resume {key}` syncs it)");
+        }
+        if syncs.is_empty() {
+            bail!("every selected GitSync is suspended: nothing to rebuild");
+        }
         let started = Instant::now();
         let handle = Handle::new(client.clone());
+        let mut live = Live::new(args.output);
         let mut requests = Vec::new();
         for sync in &syncs {
-            let ns = sync.metadata.namespace.clone().unwrap_or_default();
-            let name = sync.metadata.name.clone().unwrap_or_default();
-            let value = handle.rebuild(&ns, &name).await?;
-            println!("rebuild requested: {ns}/{name}");
-            requests.push((ns, name, value));
+            let key = SyncKey::of(sync);
+            let value = handle.rebuild(&key.namespace, &key.name).await?;
+            live.println(&format!("rebuild requested: {key}"));
+            requests.push(Request { key, value });
         }
-        if !args.wait {
-            return Ok(Outcome::Success);
-        }
-        let deadline = Instant::now() + Duration::from_secs(args.timeout);
-        let mut pending: Vec<_> = requests;
-        let mut failed = 0;
-        let mut done = Vec::new();
-        while !pending.is_empty() {
-            let mut still = Vec::new();
-            for (ns, name, value) in pending {
-                let sync = Api::<GitSync>::namespaced(client.clone(), &ns)
-                    .get(&name)
-                    .await
-                    .with_context(|| format!("reading GitSync {ns}/{name}"))?;
-                match progress(&sync, &value) {
-                    Progress::Pending => still.push((ns, name, value)),
-                    Progress::Succeeded => {
-                        let took = sync
-                            .status
-                            .as_ref()
-                            .and_then(|s| s.last_rebuild.as_ref())
-                            .map(|r| r.duration.clone())
-                            .unwrap_or_default();
-                        println!(
-                            "rebuilt: {ns}/{name} Ready after {:.1}s (controller: {took})",
-                            started.elapsed().as_secs_f64()
-                        );
-                        done.push(sync);
-                    }
-                    Progress::Failed(why) => {
-                        println!("FAILED: {ns}/{name}: {why}");
-                        failed += 1;
-                        done.push(sync);
-                    }
-                }
-            }
-            pending = still;
-            if pending.is_empty() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                for (ns, name, _) in &pending {
-                    println!("TIMED OUT: {ns}/{name} not rebuilt after {}s", args.timeout);
-                }
-                failed += pending.len();
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        println!();
-        print!("{}", status_table(&done));
-        println!(
-            "\nrecovery time: {:.1}s for {} GitSync(s){}",
-            started.elapsed().as_secs_f64(),
-            syncs.len(),
-            if failed > 0 {
-                format!(", {failed} not recovered")
-            } else {
-                String::new()
-            }
-        );
-        Ok(if failed > 0 {
-            Outcome::Failure
+        let results = if args.wait {
+            requests::wait(
+                client,
+                RequestKind::Rebuild,
+                &requests,
+                started,
+                Duration::from_secs(args.timeout),
+                &mut live,
+            )
+            .await?
         } else {
+            requests
+                .iter()
+                .map(|r| RequestResult::new(r, RequestState::Pending))
+                .collect()
+        };
+        let failed = results.iter().filter(|r| !r.ok()).count();
+        let ok = !args.wait || failed == 0;
+        let recovery = args.wait.then(|| started.elapsed().as_secs_f64());
+        match args.output {
+            Format::Json => print!(
+                "{}",
+                output::json(&RebuildOutput {
+                    ok,
+                    waited: args.wait,
+                    recovery_seconds: recovery.map(rounded),
+                    skipped,
+                    syncs: results,
+                })?
+            ),
+            Format::Text => {
+                if let Some(recovery) = recovery {
+                    println!(
+                        "recovery time: {} for {} GitSync(s){}",
+                        seconds(recovery),
+                        requests.len(),
+                        if failed > 0 {
+                            format!(", {failed} not recovered")
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+            }
+        }
+        Ok(if ok {
             Outcome::Success
+        } else {
+            Outcome::Failure
         })
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn sync(status: serde_json::Value) -> GitSync {
-        serde_json::from_value(json!({
-            "apiVersion": "headway.dev/v1alpha1",
-            "kind": "GitSync",
-            "metadata": {"name": "shop", "namespace": "apps"},
-            "spec": {"repository": {"url": "https://git.example.com/x.git"}},
-            "status": status,
-        }))
-        .unwrap()
-    }
-
-    fn cond(kind: &str, status: &str, reason: &str) -> serde_json::Value {
-        json!({"type": kind, "status": status, "reason": reason, "message": "m",
-               "lastTransitionTime": "2026-11-26T12:00:00Z"})
-    }
-
-    #[test]
-    fn a_rebuild_is_done_when_handled_not_reconciling_and_ready() {
-        let value = "2026-11-26T12:00:00.000Z";
-        let check = |status, expected| assert_eq!(progress(&sync(status), value), expected);
-        check(json!({}), Progress::Pending);
-        check(
-            json!({"lastHandledRebuildRequest": "older",
-                   "conditions": [cond("Ready", "True", "ReconciliationSucceeded")]}),
-            Progress::Pending,
-        );
-        check(
-            json!({"lastHandledRebuildRequest": value,
-                   "conditions": [cond("Ready", "True", "ReconciliationSucceeded"),
-                                  cond("Reconciling", "True", "Progressing")]}),
-            Progress::Pending,
-        );
-        check(
-            json!({"lastHandledRebuildRequest": value,
-                   "conditions": [cond("Ready", "True", "ReconciliationSucceeded"),
-                                  cond("Reconciling", "False", "ReconciliationSucceeded")]}),
-            Progress::Succeeded,
-        );
-        check(
-            json!({"lastHandledRebuildRequest": value,
-                   "conditions": [cond("Ready", "False", "ApplyFailed")]}),
-            Progress::Failed("ApplyFailed: m".into()),
-        );
-    }
 }

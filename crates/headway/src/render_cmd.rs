@@ -4,10 +4,12 @@
 use headway_model::Manifest;
 use headway_render::output;
 
+use crate::cluster::ClusterArgs;
 use crate::input::{OutputFormat, RenderArgs};
 
-/// Renders and formats; the manifests are sorted in apply order.
-pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
+/// Renders and formats; the manifests are sorted in apply order. `cluster` is only talked to
+/// with `--cluster`.
+pub fn render_to_string(cluster: &ClusterArgs, args: &RenderArgs) -> anyhow::Result<String> {
     let input = args.input.resolve()?;
     if let Some(revision) = &input.revision {
         eprintln!(
@@ -16,7 +18,7 @@ pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
             revision.sha
         );
     }
-    let options = args.options(&input.dir)?;
+    let options = args.options(&input.dir, cluster)?;
     let mut manifests: Vec<Manifest> = headway_render::render(&input.dir, &options)?;
     headway_model::order::sort_for_apply(&mut manifests);
     Ok(match args.output {
@@ -31,9 +33,9 @@ pub fn render_to_string(args: &RenderArgs) -> anyhow::Result<String> {
 
 /// Runs `headway render`: prints the manifests on stdout. When rendering fails, every problem
 /// is in the returned error.
-pub fn run(args: RenderArgs) -> anyhow::Result<()> {
+pub fn run(cluster: &ClusterArgs, args: RenderArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let text = render_to_string(&args)?;
+    let text = render_to_string(cluster, &args)?;
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -82,7 +84,7 @@ mod tests {
             "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: demo}\ndata: {flag: \"on\"}\n",
         );
         let p = dir.path().to_str().unwrap();
-        let yaml = render_to_string(&args(&[p])).unwrap();
+        let yaml = render_to_string(&ClusterArgs::default(), &args(&[p])).unwrap();
         let kinds: Vec<&str> = yaml
             .lines()
             .filter_map(|l| l.strip_prefix("kind: "))
@@ -95,7 +97,7 @@ mod tests {
         assert!(yaml.contains("flag: \"on\""), "{yaml}");
         assert!(yaml.contains("paused: true"), "{yaml}");
 
-        let json = render_to_string(&args(&[p, "-o", "json"])).unwrap();
+        let json = render_to_string(&ClusterArgs::default(), &args(&[p, "-o", "json"])).unwrap();
         let list: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(list["kind"], "List");
         assert_eq!(list["items"][2]["spec"]["paused"], true);
@@ -105,7 +107,11 @@ mod tests {
     fn every_error_is_returned() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.yaml", "kind: X\n---\nb: [\n");
-        let err = render_to_string(&args(&[dir.path().to_str().unwrap()])).unwrap_err();
+        let err = render_to_string(
+            &ClusterArgs::default(),
+            &args(&[dir.path().to_str().unwrap()]),
+        )
+        .unwrap_err();
         let text = format!("{err:#}");
         assert!(
             text.starts_with("rendering failed with 2 errors:"),

@@ -107,9 +107,20 @@ async fn the_cluster_flags_are_honoured_by_every_cluster_command() -> anyhow::Re
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains(&format!("{}/alpha ", ns.name)), "{stdout}");
     assert!(!stdout.contains("beta"), "-l team=a: {stdout}");
+    // Nothing selected is an error that says what was looked for.
     let out = headway(&[&good[..], &["status", "-l", "team=nobody"]].concat());
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(text(&out).0, "no GitSyncs\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out),
+        (
+            String::new(),
+            format!(
+                "error: no GitSyncs in namespace {} with labels team=nobody: nothing to show \
+                 (-A looks in every namespace)\n",
+                ns.name
+            )
+        )
+    );
 
     // rebuild: the context's namespace too.
     let out = headway(&[&good[..], &["rebuild", "missing"]].concat());

@@ -89,7 +89,7 @@ async fn rebuild_wait_brings_everything_back_and_reports_the_time() -> anyhow::R
         let row = format!("{}/{name}", ns.name);
         assert!(
             out.lines()
-                .any(|l| l.starts_with(&row) && l.contains(" True ")),
+                .any(|l| l.starts_with(&row) && l.contains(" Ready ")),
             "{out}"
         );
     }

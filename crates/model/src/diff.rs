@@ -39,6 +39,10 @@ use crate::quantity::quantities_equal;
 /// Shown instead of Secret values.
 pub const MASKED: &str = "(masked)";
 
+/// Annotation put on objects decrypted from SOPS files (value `sops`): every value of such an
+/// object is shown masked, whatever its kind, so that no decrypted value reaches a diff.
+pub const ANNOTATION_DECRYPTED: &str = "headway.dev/decrypted";
+
 /// One field that differs. `None` means the field is missing on that side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldDiff {
@@ -112,6 +116,19 @@ pub fn diff(desired: &Value, live: &Value) -> Vec<FieldDiff> {
     }
     if secret {
         secret_data(desired, live.get("data"), &mut out);
+    }
+    let decrypted = desired
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(ANNOTATION_DECRYPTED))
+        .is_some();
+    if decrypted {
+        for d in &mut out {
+            for side in [&mut d.desired, &mut d.live] {
+                if side.is_some() {
+                    *side = Some(MASKED.to_string());
+                }
+            }
+        }
     }
     out
 }
@@ -540,6 +557,21 @@ mod tests {
     fn secret(data: Value, string_data: Value) -> Value {
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "Opaque",
                "data": data, "stringData": string_data})
+    }
+
+    #[test]
+    fn decrypted_objects_are_masked_whatever_their_kind() {
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "annotations": {ANNOTATION_DECRYPTED: "sops"}},
+            "data": {"url": "plain-secret", "gone": "x"}});
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "annotations": {ANNOTATION_DECRYPTED: "sops"}},
+            "data": {"url": "old-secret"}});
+        let d = diff(&desired, &live);
+        assert_eq!(d.len(), 2, "{d:?}");
+        let text = format!("{d:?}");
+        assert!(!text.contains("secret"), "{text}");
+        assert_eq!(d[0].desired.as_deref(), Some(MASKED));
     }
 
     #[test]

@@ -224,12 +224,20 @@ fn condition<'a>(o: &'a Value, type_: &str) -> Option<Condition<'a>> {
 // ---------------------------------------------------------------------------------------------
 // Kind rules.
 
+/// `spec.progressDeadlineSeconds` that means "no deadline": the Deployment controller then writes
+/// no `Progressing` condition (it treats a missing field and `i32::MAX` alike).
+const NO_PROGRESS_DEADLINE: i64 = i32::MAX as i64;
+
 fn deployment(o: &Value) -> Rule {
     if let Some(c) = condition(o, "Progressing")
         && c.reason == "ProgressDeadlineExceeded"
     {
         return Ok(Health::failed(c.describe("progress deadline exceeded")));
     }
+    // Without a progress deadline the controller never writes `Progressing`, so its absence says
+    // nothing: only the replica counts and `Available` decide (kstatus does the same).
+    let has_deadline =
+        int(o, "/spec/progressDeadlineSeconds", NO_PROGRESS_DEADLINE)? != NO_PROGRESS_DEADLINE;
     let spec = int(o, "/spec/replicas", 1)?;
     let replicas = int(o, "/status/replicas", 0)?;
     let updated = int(o, "/status/updatedReplicas", 0)?;
@@ -255,8 +263,9 @@ fn deployment(o: &Value) -> Rule {
     if spec > ready {
         return Ok(Health::in_progress(format!("ready: {ready}/{spec}")));
     }
-    let progressing = condition(o, "Progressing")
-        .is_some_and(|c| c.is_true() && c.reason == "NewReplicaSetAvailable");
+    let progressing = !has_deadline
+        || condition(o, "Progressing")
+            .is_some_and(|c| c.is_true() && c.reason == "NewReplicaSetAvailable");
     if !progressing {
         return Ok(Health::in_progress("new ReplicaSet not available yet"));
     }
@@ -641,13 +650,11 @@ mod tests {
         check(with("readyReplicas", 2), InProgress, "ready: 2/3");
         // Missing integers count as 0.
         check(deploy(Some(1), json!({})), InProgress, "replicas: 0/1");
-        let mut not_progressing = healthy_deploy_status(1);
-        not_progressing["conditions"][0] = cond("Progressing", "True", "ReplicaSetUpdated");
-        check(
-            deploy(Some(1), not_progressing),
-            InProgress,
-            "new ReplicaSet",
-        );
+        let mut not_progressing = deploy(Some(1), healthy_deploy_status(1));
+        not_progressing["spec"]["progressDeadlineSeconds"] = json!(600);
+        not_progressing["status"]["conditions"][0] =
+            cond("Progressing", "True", "ReplicaSetUpdated");
+        check(not_progressing, InProgress, "new ReplicaSet");
         let mut not_available = healthy_deploy_status(1);
         not_available["conditions"][1] = cond("Available", "False", "MinimumReplicasUnavailable");
         check(deploy(Some(1), not_available), InProgress, "not Available");
@@ -667,6 +674,158 @@ mod tests {
             Current,
             "replicas: 0",
         );
+    }
+
+    /// kstatus's Deployment rules as a table: `(progressDeadlineSeconds, paused, generation,
+    /// observedGeneration, conditions as (type, status, reason), expected, message part)`, with
+    /// every replica count at 2 of 2.
+    #[test]
+    fn deployment_kstatus_table() {
+        type Row<'a> = (
+            Option<i64>,
+            bool,
+            i64,
+            i64,
+            &'a [(&'a str, &'a str, &'a str)],
+            HealthStatus,
+            &'a str,
+        );
+        const AVAILABLE: (&str, &str, &str) = ("Available", "True", "MinimumReplicasAvailable");
+        const COMPLETE: (&str, &str, &str) = ("Progressing", "True", "NewReplicaSetAvailable");
+        const ROLLING: (&str, &str, &str) = ("Progressing", "True", "ReplicaSetUpdated");
+        const PAUSED: (&str, &str, &str) = ("Progressing", "Unknown", "DeploymentPaused");
+        const DEADLINE: (&str, &str, &str) = ("Progressing", "False", "ProgressDeadlineExceeded");
+        const UNAVAILABLE: (&str, &str, &str) =
+            ("Available", "False", "MinimumReplicasUnavailable");
+        let rows: &[Row] = &[
+            // No deadline (field unset, or i32::MAX): no Progressing condition is written.
+            (None, false, 1, 1, &[AVAILABLE], Current, "available"),
+            (
+                Some(2147483647),
+                false,
+                1,
+                1,
+                &[AVAILABLE],
+                Current,
+                "available",
+            ),
+            (None, false, 1, 1, &[], InProgress, "not Available"),
+            (
+                None,
+                false,
+                1,
+                1,
+                &[UNAVAILABLE],
+                InProgress,
+                "not Available",
+            ),
+            (
+                None,
+                false,
+                1,
+                1,
+                &[ROLLING, AVAILABLE],
+                Current,
+                "available",
+            ),
+            // With a deadline, the controller must have said NewReplicaSetAvailable.
+            (
+                Some(600),
+                false,
+                1,
+                1,
+                &[COMPLETE, AVAILABLE],
+                Current,
+                "available",
+            ),
+            (
+                Some(600),
+                false,
+                1,
+                1,
+                &[AVAILABLE],
+                InProgress,
+                "new ReplicaSet",
+            ),
+            (
+                Some(600),
+                false,
+                1,
+                1,
+                &[ROLLING, AVAILABLE],
+                InProgress,
+                "new ReplicaSet",
+            ),
+            (
+                Some(600),
+                false,
+                1,
+                1,
+                &[COMPLETE],
+                InProgress,
+                "not Available",
+            ),
+            (
+                Some(600),
+                false,
+                1,
+                1,
+                &[DEADLINE, AVAILABLE],
+                Failed,
+                "deadline",
+            ),
+            // The deadline condition fails even when no deadline is set any more.
+            (
+                None,
+                false,
+                1,
+                1,
+                &[DEADLINE, AVAILABLE],
+                Failed,
+                "deadline",
+            ),
+            // Paused: the controller replaces Progressing with Unknown/DeploymentPaused when a
+            // deadline is set; kstatus has no paused rule, so that reads as in progress.
+            (
+                Some(600),
+                true,
+                1,
+                1,
+                &[PAUSED, AVAILABLE],
+                InProgress,
+                "new ReplicaSet",
+            ),
+            (None, true, 1, 1, &[AVAILABLE], Current, "available"),
+            // observedGeneration behind generation: in progress, whatever the conditions say.
+            (
+                Some(600),
+                false,
+                3,
+                2,
+                &[COMPLETE, AVAILABLE],
+                InProgress,
+                "generation 3",
+            ),
+            (None, false, 3, 2, &[AVAILABLE], InProgress, "generation 3"),
+            (None, true, 3, 2, &[AVAILABLE], InProgress, "generation 3"),
+        ];
+        for &(deadline, paused, generation, observed, conditions, expected, message) in rows {
+            let conditions: Vec<Value> =
+                conditions.iter().map(|&(t, s, r)| cond(t, s, r)).collect();
+            let mut o = deploy(
+                Some(2),
+                json!({"observedGeneration": observed, "replicas": 2, "updatedReplicas": 2,
+                       "readyReplicas": 2, "availableReplicas": 2, "conditions": conditions}),
+            );
+            o["metadata"]["generation"] = json!(generation);
+            if let Some(d) = deadline {
+                o["spec"]["progressDeadlineSeconds"] = json!(d);
+            }
+            if paused {
+                o["spec"]["paused"] = json!(true);
+            }
+            check(o, expected, message);
+        }
     }
 
     fn sts(spec: Value, status: Value) -> Value {

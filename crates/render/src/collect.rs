@@ -114,6 +114,8 @@ mod tests {
                 line: Some(1),
             },
             value,
+            encrypted: None,
+            json: false,
         }
     }
 

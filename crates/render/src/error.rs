@@ -80,6 +80,14 @@ pub enum RenderError {
         /// What the parser said.
         message: String,
     },
+    /// An encrypted document could not be decrypted (no key, wrong key, tampered file).
+    #[error("{location}: cannot decrypt: {message}")]
+    Decrypt {
+        /// File, document index and the line the document starts on.
+        location: SourceLocation,
+        /// Why (never a decrypted value).
+        message: String,
+    },
     /// A document parsed but is not a Kubernetes object.
     #[error("{location}: not a Kubernetes object: {reason}{}", item_suffix(*item))]
     NotAnObject {

@@ -30,8 +30,10 @@
 //! streams, also refusing duplicate keys.
 //!
 //! # Kustomize and Helm
-//! Run as child processes: `kustomize build DIR` (or `kubectl kustomize DIR` when `kustomize` is
-//! not on `PATH`), and `helm template RELEASE DIR --namespace NS --values F... [--include-crds]`.
+//! Run as child processes: `kustomize build --enable-helm --helm-command HELM DIR` (or `kubectl
+//! kustomize ...` when `kustomize` is not on `PATH`; `helmCharts` must be vendored), and `helm template RELEASE DIR --namespace NS --values F... [--include-crds]
+//! --kube-version V --api-versions A...` with the target cluster's [`Capabilities`] (or
+//! [`DEFAULT_KUBE_VERSION`] when the cluster is not known).
 //! The environment is cleared except `PATH`; `HOME`, the Helm and XDG directories point into a
 //! private temporary directory, `KUBECONFIG=/dev/null`, and HTTP(S) proxies point at a closed
 //! local port so that remote bases and chart repositories cannot be fetched. Helm's
@@ -52,7 +54,9 @@
 //! symlinks, tool failures with their stderr.
 #![forbid(unsafe_code)]
 
+pub mod chart;
 mod collect;
+mod decrypt;
 mod error;
 mod options;
 mod plain;
@@ -65,10 +69,12 @@ pub mod output;
 
 use std::path::Path;
 
+pub use decrypt::{DecryptDocument, Decryptor, is_encrypted};
 pub use error::{RenderError, RenderErrors};
 use headway_model::Manifest;
 pub use options::{
-    HelmOptions, HelmOptionsBuilder, Limits, RenderOptions, RenderType, ToolOptions,
+    Capabilities, DEFAULT_KUBE_VERSION, HelmOptions, HelmOptionsBuilder, Limits, RenderOptions,
+    RenderType, ToolOptions,
 };
 pub use walk::{KUSTOMIZATION_FILES, NOT_MANIFESTS};
 
@@ -112,6 +118,8 @@ pub fn render(dir: &Path, options: &RenderOptions) -> Result<Vec<Manifest>, Rend
         },
     };
     let render_type = match options.render_type {
+        // A fetched chart is rendered with the directory's values.
+        _ if options.helm.chart.is_some() => RenderType::Helm,
         RenderType::Auto => detect(&dir),
         explicit => explicit,
     };

@@ -1,5 +1,6 @@
 //! The options of a render: [`RenderType`] (how a directory is rendered), [`HelmOptions`] and
-//! their builder, [`ToolOptions`], [`Limits`], and [`RenderOptions`] that holds them all.
+//! their builder, the target cluster's [`Capabilities`], [`ToolOptions`], [`Limits`], and
+//! [`RenderOptions`] that holds them all.
 //!
 //! A leaf module: it imports nothing from the rest of the crate.
 
@@ -93,6 +94,64 @@ impl Default for Limits {
     }
 }
 
+/// The Kubernetes version Helm templates see when the target cluster is not known: the newest
+/// minor the bundled tools support (the client-go minor of the pinned Helm, see
+/// xtask/go/helm/go.mod; a test keeps the two equal). Helm's own built-in default is 1.20 unless
+/// its build says otherwise.
+pub const DEFAULT_KUBE_VERSION: &str = "v1.37.0";
+
+/// The target cluster as Helm templates see it (`.Capabilities`): `helm template --kube-version
+/// V --api-versions A...`, as Argo CD passes them from the destination cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `.Capabilities.KubeVersion`: the API server's version (`v1.36.3`). Default
+    /// [`DEFAULT_KUBE_VERSION`].
+    pub kube_version: String,
+    /// Added to `.Capabilities.APIVersions`: every `group/version` and `group/version/Kind` the
+    /// server serves (core: `v1`, `v1/Pod`). Helm keeps its built-in list (the API versions its
+    /// client library knows) beside them, so `Has` is never false for a built-in group/version.
+    pub api_versions: Vec<String>,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            kube_version: DEFAULT_KUBE_VERSION.into(),
+            api_versions: Vec::new(),
+        }
+    }
+}
+
+impl Capabilities {
+    /// Checks the values before they reach Helm: a version `[v]MAJOR.MINOR[.PATCH][-pre][+build]`
+    /// and API versions without spaces or commas (Helm would split them).
+    pub fn validate(&self) -> Result<(), String> {
+        let v = self.kube_version.trim_start_matches('v');
+        let core = v.split(['-', '+']).next().unwrap_or("");
+        let parts: Vec<&str> = core.split('.').collect();
+        if !(2..=3).contains(&parts.len())
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(format!(
+                "kube version `{}` is not a Kubernetes version such as v1.36.3",
+                self.kube_version
+            ));
+        }
+        if let Some(bad) = self
+            .api_versions
+            .iter()
+            .find(|a| a.is_empty() || a.starts_with('/') || a.contains([',', ' ', '\t', '\n']))
+        {
+            return Err(format!(
+                "API version `{bad}` is not of the form group/version or group/version/Kind"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Options for `helm template`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelmOptions {
@@ -105,6 +164,14 @@ pub struct HelmOptions {
     pub values_files: Vec<PathBuf>,
     /// Pass `--include-crds`. Default true.
     pub include_crds: bool,
+    /// The target cluster's version and API versions (`--kube-version`, `--api-versions`).
+    pub capabilities: Capabilities,
+    /// A chart archive (or directory) to render instead of the rendered directory: a remote chart
+    /// fetched by [`chart`](crate::chart). The rendered directory then only holds values files
+    /// (its `values.yaml` is used when `values_files` is empty), so git stays the source of truth.
+    pub chart: Option<PathBuf>,
+    /// Inline values, given to Helm after the values files (they win).
+    pub values: Option<serde_json::Value>,
 }
 
 impl Default for HelmOptions {
@@ -114,6 +181,9 @@ impl Default for HelmOptions {
             namespace: "default".into(),
             values_files: Vec::new(),
             include_crds: true,
+            capabilities: Capabilities::default(),
+            chart: None,
+            values: None,
         }
     }
 }
@@ -171,6 +241,26 @@ impl HelmOptionsBuilder {
         self
     }
 
+    /// The target cluster's capabilities, if known; default [`Capabilities::default`].
+    pub fn capabilities(mut self, capabilities: Option<Capabilities>) -> Self {
+        if let Some(capabilities) = capabilities {
+            self.0.capabilities = capabilities;
+        }
+        self
+    }
+
+    /// A fetched chart archive to render instead of the directory, if any.
+    pub fn chart(mut self, archive: Option<PathBuf>) -> Self {
+        self.0.chart = archive;
+        self
+    }
+
+    /// Inline values, if any (a mapping).
+    pub fn values(mut self, values: Option<serde_json::Value>) -> Self {
+        self.0.values = values;
+        self
+    }
+
     /// The options.
     pub fn build(self) -> HelmOptions {
         self.0
@@ -221,6 +311,8 @@ pub struct RenderOptions {
     pub boundary: Option<PathBuf>,
     /// Threads used to parse plain files; default: the available parallelism (at most 8).
     pub parallelism: Option<NonZeroUsize>,
+    /// Decrypts SOPS-encrypted documents; `None`: an encrypted document is an error.
+    pub decryptor: Option<crate::Decryptor>,
 }
 
 #[cfg(test)]
@@ -264,6 +356,9 @@ mod tests {
                 namespace: "apps".into(),
                 values_files: vec![],
                 include_crds: true,
+                capabilities: Capabilities::default(),
+                chart: None,
+                values: None,
             }
         );
         let set = HelmOptions::builder("web", "apps")
@@ -271,6 +366,10 @@ mod tests {
             .namespace(Some("prod".into()))
             .values_files(["values-prod.yaml", "extra.yaml"])
             .include_crds(Some(false))
+            .capabilities(Some(Capabilities {
+                kube_version: "v1.33.1".into(),
+                api_versions: vec!["policy/v1".into()],
+            }))
             .build();
         assert_eq!(
             set,
@@ -279,7 +378,53 @@ mod tests {
                 namespace: "prod".into(),
                 values_files: vec!["values-prod.yaml".into(), "extra.yaml".into()],
                 include_crds: false,
+                capabilities: Capabilities {
+                    kube_version: "v1.33.1".into(),
+                    api_versions: vec!["policy/v1".into()],
+                },
+                chart: None,
+                values: None,
             }
+        );
+    }
+
+    #[test]
+    fn capabilities_are_validated() {
+        let caps = |v: &str, apis: &[&str]| Capabilities {
+            kube_version: v.into(),
+            api_versions: apis.iter().map(|a| a.to_string()).collect(),
+        };
+        for ok in ["v1.36.3", "1.36", "v1.36.3-rc.1", "v1.36.3+k3s1"] {
+            assert_eq!(
+                caps(ok, &["v1", "policy/v1/PodDisruptionBudget"]).validate(),
+                Ok(())
+            );
+        }
+        for bad in ["", "v1", "latest", "v1.x.0", "1..3"] {
+            let err = caps(bad, &[]).validate().unwrap_err();
+            assert!(err.contains("not a Kubernetes version"), "{bad}: {err}");
+        }
+        for bad in ["", "a,b", "policy/v1 x", "/v1"] {
+            let err = caps("v1.36.0", &[bad]).validate().unwrap_err();
+            assert!(err.contains("group/version"), "{bad}: {err}");
+        }
+    }
+
+    /// The default Kubernetes version follows the Helm that xtask builds: its client-go minor.
+    #[test]
+    fn default_kube_version_is_the_tools_newest_minor() {
+        let go_mod =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../xtask/go/helm/go.mod");
+        let text = std::fs::read_to_string(&go_mod).unwrap();
+        let client_go = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("k8s.io/client-go "))
+            .expect("helm's go.mod requires k8s.io/client-go");
+        let minor = client_go.trim_start_matches('v').split('.').nth(1).unwrap();
+        assert_eq!(
+            DEFAULT_KUBE_VERSION,
+            format!("v1.{minor}.0"),
+            "update DEFAULT_KUBE_VERSION with helm's client-go ({client_go})"
         );
     }
 }

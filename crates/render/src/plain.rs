@@ -9,7 +9,7 @@ use headway_model::Manifest;
 use crate::error::RenderError;
 use crate::options::RenderOptions;
 use crate::walk::{self, FileEntry};
-use crate::{collect, yaml};
+use crate::{collect, decrypt, yaml};
 
 /// Below this many bytes in total, more threads cost more than they save.
 const PARALLEL_THRESHOLD: u64 = 256 * 1024;
@@ -36,6 +36,12 @@ fn render_file(file: &FileEntry, options: &RenderOptions) -> FileResult {
     } else {
         yaml::parse_stream(&text, &file.rel, &mut docs, &mut result.errors);
     }
+    decrypt::decrypt_documents(
+        &mut docs,
+        options.decryptor.as_ref(),
+        None,
+        &mut result.errors,
+    );
     collect::to_manifests(docs, &mut result.manifests, &mut result.errors);
     result
 }

@@ -54,14 +54,26 @@ pub(crate) struct Invocation<'a> {
 }
 
 impl Invocation<'_> {
+    /// The command line for messages; the (often hundreds of) `--api-versions` values are
+    /// counted, not listed.
     fn command_line(&self) -> String {
         let mut s = self.program.file_name().map_or_else(
             || self.program.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        for a in &self.args {
+        let mut api_versions = 0;
+        let mut args = self.args.iter();
+        while let Some(a) = args.next() {
+            if a == "--api-versions" {
+                api_versions += 1;
+                args.next();
+                continue;
+            }
             s.push(' ');
             s.push_str(&a.to_string_lossy());
+        }
+        if api_versions > 0 {
+            s.push_str(&format!(" --api-versions ({api_versions} values)"));
         }
         s
     }

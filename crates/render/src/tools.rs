@@ -8,7 +8,7 @@ use headway_model::Manifest;
 use crate::error::RenderError;
 use crate::options::RenderOptions;
 use crate::tool::{Invocation, search_path, which};
-use crate::{collect, walk, yaml};
+use crate::{collect, decrypt, walk, yaml};
 
 /// `kustomize:<dir>` / `helm:<dir>`: the name tool output carries in source locations, with the
 /// directory relative to the boundary (`.` when it is the boundary).
@@ -18,16 +18,23 @@ fn label(tool: &str, dir: &Path, boundary: &Path) -> String {
     format!("{tool}:{}", if rel.is_empty() { "." } else { &rel })
 }
 
-fn parse_output(text: &str, file: &str, errors: &mut Vec<RenderError>) -> Vec<Manifest> {
+fn parse_output(
+    text: &str,
+    file: &str,
+    input: &Path,
+    options: &RenderOptions,
+    errors: &mut Vec<RenderError>,
+) -> Vec<Manifest> {
     yaml::with_big_stack(|| {
         let (mut docs, mut manifests) = (Vec::new(), Vec::new());
         yaml::parse_stream(text, file, &mut docs, errors);
+        decrypt::decrypt_documents(&mut docs, options.decryptor.as_ref(), Some(input), errors);
         collect::to_manifests(docs, &mut manifests, errors);
         manifests
     })
 }
 
-/// Runs `kustomize build DIR` (or `kubectl kustomize DIR`).
+/// Runs `kustomize build [--enable-helm --helm-command HELM] DIR` (or `kubectl kustomize ...`).
 pub(crate) fn kustomize(
     dir: &Path,
     boundary: &Path,
@@ -54,6 +61,15 @@ pub(crate) fn kustomize(
                 }
             },
         };
+    // `helmCharts` inflation through the same helm (offline: charts must be vendored under the
+    // kustomization's chartHome, `charts/<name>` or `charts/<name>-<version>/<name>`).
+    if let Some(helm) = options.tools.helm.clone().or_else(|| which("helm", &path)) {
+        args.extend([
+            "--enable-helm".into(),
+            "--helm-command".into(),
+            helm.into_os_string(),
+        ]);
+    }
     args.push(dir.as_os_str().to_owned());
     let run = Invocation {
         tool: "kustomize",
@@ -66,7 +82,13 @@ pub(crate) fn kustomize(
     }
     .run();
     match run {
-        Ok(out) => parse_output(&out, &label("kustomize", dir, boundary), errors),
+        Ok(out) => parse_output(
+            &out,
+            &label("kustomize", dir, boundary),
+            boundary,
+            options,
+            errors,
+        ),
         Err(e) => {
             errors.push(e);
             Vec::new()
@@ -74,7 +96,8 @@ pub(crate) fn kustomize(
     }
 }
 
-/// Runs `helm template RELEASE DIR --namespace NS --values F... [--include-crds]`.
+/// Runs `helm template RELEASE DIR --namespace NS --values F... [--include-crds] --kube-version V
+/// --api-versions A...`.
 pub(crate) fn helm(
     dir: &Path,
     boundary: &Path,
@@ -83,14 +106,26 @@ pub(crate) fn helm(
 ) -> Vec<Manifest> {
     walk::check_symlinks(boundary, "", boundary, errors);
     let h = &options.helm;
+    let chart = h.chart.as_deref().unwrap_or(dir);
     let mut args: Vec<OsString> = vec![
         "template".into(),
         h.release_name.clone().into(),
-        dir.as_os_str().to_owned(),
+        chart.as_os_str().to_owned(),
         "--namespace".into(),
         h.namespace.clone().into(),
     ];
-    for v in &h.values_files {
+    // A fetched chart takes its values from the directory: its values.yaml unless files are named.
+    let default_values = [PathBuf::from("values.yaml")];
+    let values_files = if h.chart.is_some() && h.values_files.is_empty() {
+        if dir.join("values.yaml").is_file() {
+            &default_values[..]
+        } else {
+            &[]
+        }
+    } else {
+        &h.values_files[..]
+    };
+    for v in values_files {
         if v.is_absolute() {
             args.extend(["--values".into(), v.as_os_str().to_owned()]);
             continue;
@@ -109,8 +144,46 @@ pub(crate) fn helm(
             }),
         }
     }
+    // Inline values last, so they win; written as JSON (YAML's subset) to a private file.
+    let inline = match &h.values {
+        Some(values) if !values.is_object() => {
+            errors.push(RenderError::InvalidOption(
+                "inline Helm values must be a mapping".into(),
+            ));
+            None
+        }
+        Some(values) => match write_values(values) {
+            Ok(file) => {
+                args.extend(["--values".into(), file.path().as_os_str().to_owned()]);
+                Some(file)
+            }
+            Err(source) => {
+                errors.push(RenderError::Io {
+                    file: "inline Helm values".into(),
+                    source,
+                });
+                None
+            }
+        },
+        None => None,
+    };
     if h.include_crds {
         args.push("--include-crds".into());
+    }
+    // `helm.sh/hook: test` Pods are for `helm test`, not for the cluster: never applied (Argo CD
+    // ignores them too).
+    args.push("--skip-tests".into());
+    match h.capabilities.validate() {
+        Ok(()) => {
+            args.extend([
+                "--kube-version".into(),
+                h.capabilities.kube_version.clone().into(),
+            ]);
+            for a in &h.capabilities.api_versions {
+                args.extend(["--api-versions".into(), a.into()]);
+            }
+        }
+        Err(e) => errors.push(RenderError::InvalidOption(e)),
     }
     if !errors.is_empty() {
         return Vec::new();
@@ -133,11 +206,28 @@ pub(crate) fn helm(
         path,
     }
     .run();
+    drop(inline);
     match run {
-        Ok(out) => parse_output(&out, &label("helm", dir, boundary), errors),
+        Ok(out) => parse_output(
+            &out,
+            &label("helm", dir, boundary),
+            boundary,
+            options,
+            errors,
+        ),
         Err(e) => {
             errors.push(e);
             Vec::new()
         }
     }
+}
+
+/// Inline values in a temporary file, removed when dropped.
+fn write_values(values: &serde_json::Value) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut file = tempfile::Builder::new()
+        .prefix("headway-values-")
+        .suffix(".json")
+        .tempfile()?;
+    serde_json::to_writer(&mut file, values)?;
+    Ok(file)
 }

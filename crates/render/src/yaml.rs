@@ -17,6 +17,22 @@ use crate::error::RenderError;
 pub(crate) struct Document {
     pub location: SourceLocation,
     pub value: Value,
+    /// The document's text as written, when it is encrypted (see the `decrypt` module).
+    pub encrypted: Option<String>,
+    /// Whether it was read as JSON.
+    pub json: bool,
+}
+
+impl Document {
+    fn new(location: SourceLocation, value: Value, text: &str, json: bool) -> Self {
+        let encrypted = crate::decrypt::is_encrypted(&value).then(|| text.to_string());
+        Document {
+            location,
+            value,
+            encrypted,
+            json,
+        }
+    }
 }
 
 /// A chunk of the stream holding one document.
@@ -161,7 +177,7 @@ pub(crate) fn parse_stream(
         };
         match serde_saphyr::from_str_with_options::<Value>(chunk.text, options.clone()) {
             Ok(Value::Null) => {}
-            Ok(value) => docs.push(Document { location, value }),
+            Ok(value) => docs.push(Document::new(location, value, chunk.text, false)),
             Err(e) => {
                 let line = e
                     .location()
@@ -219,14 +235,16 @@ pub(crate) fn parse_json_stream(
         match stream.next() {
             None => break,
             Some(Ok(StrictValue(Value::Null))) => {}
-            Some(Ok(StrictValue(value))) => docs.push(Document {
-                location: SourceLocation {
+            Some(Ok(StrictValue(value))) => docs.push(Document::new(
+                SourceLocation {
                     file: file.to_string(),
                     document: index,
                     line: Some(line),
                 },
                 value,
-            }),
+                &text[start..stream.byte_offset()],
+                true,
+            )),
             Some(Err(e)) => {
                 errors.push(RenderError::InvalidYaml {
                     location: SourceLocation {

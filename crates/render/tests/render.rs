@@ -535,6 +535,10 @@ data:
 EOF"#,
         Duration::from_secs(10),
     );
+    // kustomize inflates `helmCharts` with the same helm (found on PATH, or this one).
+    let mut options = options;
+    let helm = fake_tool(_tools.path(), "helm", "exit 1");
+    options.tools.helm = Some(helm.clone());
     let m = render(dir.path(), &options).unwrap();
     let data = &m[0].object["data"];
     let home = data["home"].as_str().unwrap();
@@ -544,7 +548,14 @@ EOF"#,
     assert_eq!(data["leaked"], "none");
     let canonical = std::fs::canonicalize(dir.path()).unwrap();
     assert_eq!(data["cwd"], canonical.to_str().unwrap());
-    assert_eq!(data["args"], format!("build {}", canonical.display()));
+    assert_eq!(
+        data["args"],
+        format!(
+            "build --enable-helm --helm-command {} {}",
+            helm.display(),
+            canonical.display()
+        )
+    );
     // The private home is removed afterwards.
     assert!(!std::path::Path::new(home).exists());
 }

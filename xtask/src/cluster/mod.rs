@@ -109,7 +109,13 @@ impl Cluster {
         ]
     }
 
+    /// Shell lines that put the cluster's kubeconfig and the built tools (kubectl, helm,
+    /// kustomize, crane...) in the environment, after comments naming each tool's version as
+    /// recorded in its build stamp.
     pub fn print_env(&self) -> anyhow::Result<()> {
+        for version in tools::recorded_versions(&self.paths.bin()) {
+            println!("# {version}");
+        }
         println!("export KUBECONFIG={}", self.paths.kubeconfig().display());
         println!("export PATH={}:\"$PATH\"", self.paths.bin().display());
         Ok(())

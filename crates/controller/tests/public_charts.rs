@@ -1,0 +1,121 @@
+//! Charts and kustomizations shaped like widely used public ones (the render crate's
+//! `testdata/public`): synced by GitSyncs against the local cluster, with the cluster's
+//! capabilities, they reach Ready (CRDs from a chart's `crds/` and a kustomization's custom
+//! resources applied in the same sync, a library subchart, an umbrella chart with a vendored
+//! subchart, a hook Job applied as an ordinary object, a test hook left out), and deleting the
+//! GitSyncs prunes everything, cluster-scoped objects included.
+//!
+//! Needs `helm` and `kustomize` on `PATH`, `HEADWAY_CLUSTER_TESTS=1` and `HEADWAY_GIT_TESTS=1`.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use headway_controller::crd::GitSync;
+use headway_tests::git::{Upstream, git_daemon};
+use headway_tests::wait_for;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams};
+use support::*;
+
+/// Copies `testdata/public/<name>` of the render crate into the upstream under `<name>/`.
+fn copy_fixture(upstream: &Upstream, name: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../render/testdata/public");
+    let mut stack = vec![root.join(name)];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                upstream.write(&rel, &std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn public_shaped_charts_and_kustomizations_reach_ready() -> anyhow::Result<()> {
+    let Some(cluster) = headway_tests::cluster().await else {
+        return Ok(());
+    };
+    if !git_enabled("public_shaped_charts_and_kustomizations_reach_ready") {
+        return Ok(());
+    }
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("ctl-public").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+
+    let upstream = Upstream::new();
+    let fixtures = [
+        ("cert-manager-like", 9),
+        ("shop-umbrella", 3),
+        ("kube-prometheus-like", 7),
+    ];
+    for (name, _) in fixtures {
+        copy_fixture(&upstream, name);
+    }
+    let head = upstream.commit("public-shaped fixtures");
+    let (_daemon, url) = git_daemon(&upstream);
+
+    let controller = start_controller(&cluster, &ns.name, "public").await?;
+    for (name, _) in fixtures {
+        create_gitsync(
+            &ns,
+            name,
+            &url,
+            serde_json::json!({"path": name, "timeout": "90s"}),
+        )
+        .await?;
+    }
+    for (name, objects) in fixtures {
+        let synced = wait_ready_at(&ns, name, &head, Duration::from_secs(180)).await?;
+        let counts = synced.status.unwrap().objects.unwrap();
+        assert_eq!(counts.total, objects, "{name}: {counts:?}");
+        assert_eq!(counts.current, objects, "{name}: {counts:?}");
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    assert!(
+        crds.get_opt("certificates.cert-manager-like.io")
+            .await?
+            .is_some()
+    );
+
+    // Deleting the GitSyncs prunes what they applied, cluster-scoped objects too.
+    let gitsyncs: Api<GitSync> = ns.api();
+    for (name, _) in fixtures {
+        gitsyncs.delete(name, &DeleteParams::default()).await?;
+    }
+    wait_for("the GitSyncs are gone", Duration::from_secs(120), || {
+        let gitsyncs = gitsyncs.clone();
+        async move {
+            let left = gitsyncs.list(&Default::default()).await?.items.len();
+            Ok(if left == 0 {
+                Ok(())
+            } else {
+                Err(format!("{left} left"))
+            })
+        }
+    })
+    .await?;
+    assert!(
+        crds.get_opt("certificates.cert-manager-like.io")
+            .await?
+            .is_none()
+            || crds
+                .get("certificates.cert-manager-like.io")
+                .await?
+                .metadata
+                .deletion_timestamp
+                .is_some()
+    );
+    controller.stop().await?;
+    Ok(())
+}
