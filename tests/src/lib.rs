@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod charts;
+pub mod faults;
 pub mod git;
 pub mod process;
 
@@ -60,8 +61,13 @@ impl TestCluster {
     /// Connects using `KUBECONFIG` (as written by `cargo xtask cluster up`) and checks the server answers.
     pub async fn connect() -> anyhow::Result<Self> {
         let path = std::env::var("KUBECONFIG").context("KUBECONFIG is not set")?;
+        Self::connect_to(&path).await
+    }
+
+    /// Connects using the kubeconfig at `path` and checks the server answers.
+    pub async fn connect_to(path: &str) -> anyhow::Result<Self> {
         let kubeconfig =
-            Kubeconfig::read_from(&path).with_context(|| format!("reading kubeconfig {path}"))?;
+            Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {path}"))?;
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .with_context(|| format!("loading kubeconfig {path}"))?;

@@ -1,11 +1,12 @@
 //! Developer tasks for Headway, run as `cargo xtask <task>`: the local control plane
-//! (`cluster up|down|status|env`), the full test suite (`test`), benchmarks and the demo.
+//! (`cluster up|down|status|env`), the full test suite (`test`), benchmarks, fuzzing and the demo.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod cluster;
 mod codegen;
 mod demo;
+mod fuzz;
 mod gitserve;
 mod image;
 mod leftovers;
@@ -47,6 +48,9 @@ enum Task {
     Codegen(codegen::Options),
     /// Run every check CI runs: fmt, clippy, and the whole test suite against the local cluster.
     Test(test::Options),
+    /// Run the cargo-fuzz targets of fuzz/ (nightly) for a while each; crashes become
+    /// regression inputs that the stable tests replay.
+    Fuzz(fuzz::Options),
 }
 
 #[derive(Subcommand)]
@@ -82,6 +86,7 @@ fn main() {
         Task::Bench { what } => bench::run(&paths::Paths::new(None), what),
         Task::Image(opts) => image::run(&paths::Paths::new(None), &opts),
         Task::Codegen(opts) => codegen::run(&paths::Paths::new(None).root, &opts),
+        Task::Fuzz(opts) => fuzz::run(&paths::Paths::new(None).root, &opts),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -7,6 +7,10 @@
 //! discovery when a CRD changed, so custom resources of CRDs applied in the same sync resolve. A
 //! stage with a failed object stops the apply: later stages are reported as skipped.
 //!
+//! The first request that fails because the API server is unreachable trips the operation's
+//! breaker (see the `breaker` module): the requests still in flight finish, nothing more is
+//! sent, and every object not applied is reported as skipped with that one error.
+//!
 //! # Change detection
 //! Before a stage, the engine lists the metadata of the sync's live objects, one request per
 //! resource (selected by the ownership labels). An object is skipped as unchanged only when all
@@ -148,6 +152,7 @@ pub(crate) async fn apply_set(
             }
         }
         let actions = apply_stage(op, input, &catalog, &manifests).await;
+        let unavailable = op.breaker.tripped();
         let failed = actions
             .iter()
             .filter(|a| matches!(a, Action::Failed(_)))
@@ -161,7 +166,14 @@ pub(crate) async fn apply_set(
             out.changes.push(m.id.clone(), action);
         }
         info!(sync = %input.owner, %stage, objects = manifests.len(), elapsed_ms = started.elapsed().as_millis() as u64, "stage applied");
-        if failed > 0 {
+        if let Some(first) = unavailable {
+            let not_applied = actions_not_applied(&out.changes, &manifests);
+            warn!(sync = %input.owner, %stage, not_applied, error = %first, "apply cut short: the API server is unreachable");
+            out.failure = Some(format!(
+                "the API server became unreachable in the {stage} stage ({not_applied} of {} object(s) not applied; retrying with backoff): {first}",
+                manifests.len()
+            ));
+        } else if failed > 0 {
             out.failure = Some(format!(
                 "{failed} object(s) failed to apply in the {stage} stage"
             ));
@@ -320,6 +332,8 @@ async fn list_before(
                     };
                 }
             }
+            // The breaker logs the first transport failure once.
+            Err(e) if op.breaker.observe(&e) => {}
             Err(e) => {
                 warn!(resource = %resolved.resource.plural, error = %error_message(&e), "listing live objects; applying them all")
             }
@@ -389,6 +403,9 @@ async fn apply_one(
 ) -> Action {
     let calls = &op.calls;
     let owner = input.owner;
+    if let Some(reason) = op.breaker.skip_reason() {
+        return Action::Skipped(reason);
+    }
     let api = calls.api(resolved, m.id.namespace.as_deref());
     let params = PatchParams::apply(FIELD_MANAGER).force();
     calls.count();
@@ -404,6 +421,9 @@ async fn apply_one(
         Err(e) => e,
     };
     op.memory.forget(owner, &m.id);
+    if op.breaker.observe(&error) {
+        return Action::Skipped(op.breaker.skip_reason().unwrap_or_default());
+    }
     let kube::Error::Api(status) = &error else {
         return Action::Failed(error_message(&error));
     };
@@ -538,4 +558,15 @@ fn contains_all(desired: Option<&Value>, live: Option<&BTreeMap<String, String>>
             None => v.is_null() && live_value.is_none(),
         }
     })
+}
+
+/// How many objects of the stage just applied (the last `manifests.len()` changes) were not.
+fn actions_not_applied(changes: &ChangeSet, manifests: &[Manifest]) -> usize {
+    changes
+        .changes
+        .iter()
+        .rev()
+        .take(manifests.len())
+        .filter(|c| matches!(c.action, Action::Skipped(_) | Action::Failed(_)))
+        .count()
 }

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::apply::{ApplyInput, Detect, apply_set};
+use crate::breaker::Breaker;
 use crate::calls::Calls;
 use crate::discovery::{ApiCatalog, Discovered, ServerCapabilities};
 use crate::drift::{DriftReport, compare};
@@ -188,6 +189,9 @@ pub struct SyncFailure {
     /// Set when the prune was refused as a whole by a guard (empty set, mass deletion): it
     /// repeats until the source or the policy changes, unlike failed deletions.
     pub refused: Option<PruneRefused>,
+    /// Set when the step was cut short because the API server became unreachable (the
+    /// operation's breaker tripped): the failure is transient, retry with backoff.
+    pub unavailable: bool,
 }
 
 impl SyncFailure {
@@ -196,6 +200,7 @@ impl SyncFailure {
             step,
             message,
             refused: None,
+            unavailable: false,
         }
     }
 }
@@ -299,6 +304,7 @@ impl Engine {
             concurrency: self.options.concurrency,
             stage_timeout: self.options.stage_timeout,
             poll_interval: self.options.poll_interval,
+            breaker: Breaker::default(),
         }
     }
 
@@ -341,10 +347,14 @@ impl Engine {
         let applied = apply_set(&op, &input, prepared.manifests()).await;
         report.timings.extend(applied.timings);
         if let Some(message) = applied.failure {
-            report.failure = Some(SyncFailure::new(
-                SyncStep::Apply,
-                with_failures(message, &applied.changes),
-            ));
+            report.failure = Some(match op.breaker.tripped() {
+                // One line, not one per object skipped.
+                Some(_) => SyncFailure {
+                    unavailable: true,
+                    ..SyncFailure::new(SyncStep::Apply, message)
+                },
+                None => SyncFailure::new(SyncStep::Apply, with_failures(message, &applied.changes)),
+            });
         }
         let results: HashMap<&ObjectRef, &Action> = applied
             .changes
@@ -374,8 +384,17 @@ impl Engine {
                 inventory.insert(m.id.clone(), entry_of(m, live));
             }
         }
-        self.record(&op.calls, &req.owner, &previous, &inventory)
-            .await?;
+        // Even after an outage cut the apply short: the objects applied before it belong in the
+        // inventory (the server may be back already; if not, this one request fails too).
+        if let Err(e) = self
+            .record(&op.calls, &req.owner, &previous, &inventory)
+            .await
+        {
+            return Err(match op.breaker.tripped() {
+                Some(first) => ApplyError::Unavailable(first),
+                None => e,
+            });
+        }
 
         // Prune.
         if req.prune && report.failure.is_none() {
@@ -387,6 +406,7 @@ impl Engine {
                         step: SyncStep::Prune,
                         message: refused.to_string(),
                         refused: Some(refused),
+                        unavailable: false,
                     });
                 }
                 Ok(plan) => {
@@ -417,7 +437,15 @@ impl Engine {
                     }
                     self.record(&op.calls, &req.owner, &before, &inventory)
                         .await?;
-                    if !pruned.is_ok() {
+                    if let Some(first) = op.breaker.tripped() {
+                        report.failure = Some(SyncFailure {
+                            unavailable: true,
+                            ..SyncFailure::new(
+                                SyncStep::Prune,
+                                format!("the API server became unreachable while pruning: {first}"),
+                            )
+                        });
+                    } else if !pruned.is_ok() {
                         let message = with_failures(
                             String::from("some objects could not be deleted"),
                             &pruned,

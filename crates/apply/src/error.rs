@@ -15,6 +15,10 @@ pub enum ApplyError {
     /// written.
     #[error("the desired set cannot be applied: {0}")]
     Prepare(#[from] PrepareError),
+    /// The API server could not be reached (connection refused or reset, unavailable) while
+    /// the inventory was written after an apply cut short by the same outage.
+    #[error("the API server is unreachable: {0}")]
+    Unavailable(String),
     /// The inventory of a sync could not be read or written.
     #[error("inventory of sync {owner}: {message}")]
     Inventory { owner: String, message: String },
@@ -37,7 +41,9 @@ impl ApplyError {
     /// Whether and when retrying may succeed without a change to the source.
     pub fn retry_hint(&self) -> RetryHint {
         match self {
-            ApplyError::Discovery(_) | ApplyError::Inventory { .. } => RetryHint::Soon,
+            ApplyError::Discovery(_)
+            | ApplyError::Inventory { .. }
+            | ApplyError::Unavailable(_) => RetryHint::Soon,
             ApplyError::Prepare(PrepareError::UnknownKinds(_)) => RetryHint::Later,
             ApplyError::Prepare(PrepareError::Duplicate(_)) => RetryHint::AfterChange,
         }
@@ -85,5 +91,9 @@ mod tests {
             RetryHint::AfterChange
         );
         assert_eq!(inventory.retry_hint(), RetryHint::Soon);
+        assert_eq!(
+            ApplyError::Unavailable("connection refused".into()).retry_hint(),
+            RetryHint::Soon
+        );
     }
 }

@@ -46,10 +46,12 @@
 //! and change detection), `prune` (deletion of what left the set), `health` (reads and waits),
 //! `drift` (live versus desired), `store` (the inventory ConfigMaps), `progress` (reports of a
 //! running sync, [`SyncRequest::progress`]). They share an `op` (one
-//! operation: its counted `calls`, the `discovery` and the engine's `memory` of applied objects).
+//! operation: its counted `calls`, the `discovery`, the engine's `memory` of applied objects and
+//! its `breaker`, tripped by the first transport failure so that nothing more is sent).
 #![forbid(unsafe_code)]
 
 mod apply;
+mod breaker;
 mod calls;
 mod counting;
 mod discovery;
@@ -64,6 +66,7 @@ mod progress;
 mod prune;
 mod store;
 
+pub use breaker::is_unavailable;
 pub use calls::FIELD_MANAGER;
 pub use counting::{CountingLayer, CountingService, counting_client};
 pub use discovery::ServerCapabilities;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::breaker::Breaker;
 use crate::calls::Calls;
 use crate::discovery::{ApiCatalog, Discovered};
 use crate::error::ApplyError;
@@ -22,6 +23,8 @@ pub(crate) struct Op<'a> {
     pub stage_timeout: Duration,
     /// Longest interval between two reads while waiting.
     pub poll_interval: Duration,
+    /// Tripped by the first transport failure: nothing more is sent in this operation.
+    pub breaker: Breaker,
 }
 
 impl Op<'_> {
@@ -32,7 +35,10 @@ impl Op<'_> {
 
     /// Runs discovery again and uses it from now on (for every operation of the engine).
     pub async fn rediscover(&self) -> Result<Arc<ApiCatalog>, ApplyError> {
-        let catalog = self.calls.discover().await.map_err(ApplyError::Discovery)?;
+        let catalog = self.calls.discover().await.map_err(|e| {
+            self.breaker.observe(&e);
+            ApplyError::Discovery(e)
+        })?;
         Ok(self.discovery.replace(catalog))
     }
 }

@@ -5,6 +5,8 @@
 //! candidate is read first and deleted only when [`decide`] says so: it still carries this sync's
 //! ownership labels and does not opt out. The delete has the read uid as precondition, so an
 //! object recreated in between by someone else is not deleted. Not found counts as deleted.
+//! Once the API server is unreachable (the operation's breaker), nothing more is sent: the
+//! candidates left fail, so they stay in the inventory for the next sync.
 
 use futures::{StreamExt, stream};
 use headway_model::changeset::{Action, ChangeSet};
@@ -60,10 +62,17 @@ pub(crate) async fn delete_objects(
 
 async fn delete_one(op: &Op<'_>, owner: &SyncOwner, id: &ObjectRef, resolved: &Resolved) -> Action {
     let calls = &op.calls;
+    // Failed, not skipped: an object not deleted stays in the inventory.
+    if let Some(reason) = op.breaker.skip_reason() {
+        return Action::Failed(reason);
+    }
     let api = calls.api(resolved, id.namespace.as_deref());
     calls.count();
     let live = match api.get_metadata_opt(&id.name).await {
         Ok(live) => live,
+        Err(e) if op.breaker.observe(&e) => {
+            return Action::Failed(op.breaker.skip_reason().unwrap_or_default());
+        }
         Err(e) => {
             return Action::Failed(format!("reading before deleting: {}", error_message(&e)));
         }
@@ -91,6 +100,9 @@ async fn delete_one(op: &Op<'_>, owner: &SyncOwner, id: &ObjectRef, resolved: &R
             "replaced while pruning ({}); not deleted",
             s.message
         )),
+        Err(e) if op.breaker.observe(&e) => {
+            Action::Failed(op.breaker.skip_reason().unwrap_or_default())
+        }
         Err(e) => Action::Failed(format!("deleting: {}", error_message(&e))),
     }
 }

@@ -1,6 +1,7 @@
 //! Applying: a second apply of the same set changes nothing (also from a restarted engine, which
 //! reads the inventory's stamps), hand edits and deletions are re-applied (also those made while
-//! the engine was down), a CRD and its custom resources apply in one run. Gated by
+//! the engine was down), a CRD and its custom resources apply in one run, and a tenant's client that
+//! cannot connect trips the breaker as the engine's own does. Gated by
 //! `HEADWAY_CLUSTER_TESTS=1`.
 
 mod support;
@@ -378,5 +379,58 @@ async fn crd_and_its_resources_apply_in_one_run() -> anyhow::Result<()> {
         "the CRD goes last"
     );
     assert!(engine.inventory(&owner(&ns.name)).await?.is_empty());
+    Ok(())
+}
+
+/// A sync acting as a tenant whose requests cannot reach the API server (its client points at
+/// a closed port) trips the breaker on the tenant's first failure, like the engine's own client:
+/// nothing more is sent, every object is skipped, and the failure is marked transient.
+#[tokio::test]
+async fn a_tenant_client_that_cannot_connect_trips_the_breaker() -> anyhow::Result<()> {
+    let Some(c) = cluster().await else {
+        return Ok(());
+    };
+    let ns = c.namespace("apply-tenant-down").await?;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut config = c.config.clone();
+    config.cluster_url = format!("https://127.0.0.1:{closed}").parse()?;
+    let identity = headway_apply::Identity {
+        user: "system:serviceaccount:tenant:deployer".into(),
+        client: kube::Client::try_from(config)?,
+    };
+    let objects: Vec<_> = (0..20)
+        .map(|i| configmap(&format!("cfg-{i:02}"), json!({"n": i.to_string()})))
+        .collect();
+    let mut req = request(&ns.name, set("r1", objects));
+    req.acting_as = Some(identity);
+
+    let report = engine(&c).await.sync(&req).await?;
+    let failure = report.failure.as_ref().expect("the sync failed");
+    assert!(failure.unavailable, "{report:#?}");
+    assert!(failure.message.contains("unreachable"), "{failure:#?}");
+    assert!(
+        report
+            .changes
+            .changes
+            .iter()
+            .all(|ch| matches!(ch.action, Action::Skipped(_) | Action::Failed(_))),
+        "{report:#?}"
+    );
+    // Discovery and the inventory (the engine's own client) plus at most one failed request
+    // per request in flight, not one per object.
+    assert!(report.requests < 20, "{} requests", report.requests);
+    // None of the objects was written (the namespace's other ConfigMaps are the inventory and
+    // kube-root-ca.crt, written by others).
+    let names: Vec<String> = configmaps(&c, &ns.name)
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|cm| cm.metadata.name)
+        .filter(|name| name.starts_with("cfg-"))
+        .collect();
+    assert_eq!(names, Vec::<String>::new());
     Ok(())
 }

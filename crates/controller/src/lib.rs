@@ -13,7 +13,8 @@
 //! - [`status`]: the next status and the Events to emit, as pure functions of the previous
 //!   status, the outcome and the time; [`events`] writes the Events.
 //! - [`tracker`]: a run's progress, as events on the bus and the `Reconciling` message.
-//! - [`runner`]: leader election, the watch and work queue, graceful shutdown.
+//! - [`runner`]: leader election, the watch and work queue, graceful shutdown; [`shard`]: which
+//!   GitSyncs a controller takes when several split them by a label, each with its own Lease.
 //! - [`handle`]: "sync now" and "rebuild" requests.
 //! - [`tenancy`]: the identity a GitSync is synced as (impersonated service accounts) and the
 //!   lockdown of its cross-namespace references.
@@ -37,6 +38,7 @@ pub mod progress;
 pub mod reconcile;
 pub mod runner;
 pub mod schedule;
+pub mod shard;
 pub mod status;
 pub mod steps;
 pub mod tenancy;
@@ -48,6 +50,7 @@ pub use handle::{Handle, RequestError};
 pub use progress::{Bus, ProgressEvent, ProgressKind, RunKind, Stage};
 pub use reconcile::ReconcileError;
 pub use runner::{Leadership, Options, RunError, run};
+pub use shard::Shard;
 pub use view::{
     Phase, RequestKind, RequestState, SyncKey, SyncSummary, Syncs, request_state, summarize,
 };

@@ -30,6 +30,7 @@ use crate::crd::GitSync;
 pub use crate::events::REPORTER;
 use crate::progress::Bus;
 use crate::reconcile::{error_policy, reconcile};
+use crate::shard::Shard;
 use crate::tenancy::{Identities, Lockdown};
 
 /// How to run the controller.
@@ -50,6 +51,9 @@ pub struct Options {
     pub cache_dir: PathBuf,
     /// Watch GitSyncs of this namespace only; `None`: every namespace.
     pub namespace: Option<String>,
+    /// Take only the GitSyncs of this shard, electing a leader on the shard's own Lease
+    /// (`<lease_name>-<shard>`); `None`: every GitSync, on `lease_name`.
+    pub shard: Option<Shard>,
     /// Longest wait for running syncs at shutdown.
     pub shutdown_timeout: Duration,
     /// Apply engine tuning.
@@ -77,6 +81,7 @@ impl Options {
             identity: identity.into(),
             cache_dir: cache_dir.into(),
             namespace: None,
+            shard: None,
             shutdown_timeout: Duration::from_secs(30),
             engine: EngineOptions::default(),
             tools: ToolOptions::default(),
@@ -146,9 +151,13 @@ pub async fn run(
             source,
         })?,
     );
-    let lease_id = format!("{}/{}", options.lease_namespace, options.lease_name);
+    let lease_name = match &options.shard {
+        Some(shard) => shard.lease_name(&options.lease_name),
+        None => options.lease_name.clone(),
+    };
+    let lease_id = format!("{}/{}", options.lease_namespace, lease_name);
     let duration = options.lease_duration.as_secs().max(2);
-    let manager = LeaseManagerBuilder::new(client.clone(), &options.lease_name)
+    let manager = LeaseManagerBuilder::new(client.clone(), &lease_name)
         .with_namespace(&options.lease_namespace)
         .with_identity(&options.identity)
         .with_duration(duration)
@@ -158,7 +167,7 @@ pub async fn run(
         .await
         .map_err(|source| RunError::Lease {
             namespace: options.lease_namespace.clone(),
-            name: options.lease_name.clone(),
+            name: lease_name.clone(),
             source,
         })?;
     let (mut leader, lease_task) = manager.watch().await;
@@ -168,7 +177,12 @@ pub async fn run(
         }
     };
     let mut shutdown = std::pin::pin!(shutdown);
-    info!(identity = %options.identity, lease = %lease_id, "waiting for leadership");
+    let shard = options
+        .shard
+        .as_ref()
+        .map(|s| s.name.as_str())
+        .unwrap_or("(all)");
+    info!(identity = %options.identity, lease = %lease_id, shard, "waiting for leadership");
     'outer: loop {
         // Follower: wait for the Lease or for shutdown.
         loop {
@@ -255,7 +269,13 @@ async fn lead(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let controller = Controller::new(api, watcher::Config::default().any_semantic())
+    let mut watch = watcher::Config::default().any_semantic();
+    if let Some(shard) = &options.shard {
+        // A GitSync whose label moves it to another shard leaves this watch (the new shard's
+        // watch sees it arrive).
+        watch = watch.labels(&shard.selector);
+    }
+    let controller = Controller::new(api, watch)
         .with_config(Config::default().concurrency(options.concurrency.max(1)));
     let ctx = Arc::new(Ctx {
         client: client.clone(),

@@ -22,9 +22,16 @@ pub struct ControllerArgs {
     /// Watch GitSyncs of this namespace only; default: all namespaces.
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Name of the leader-election Lease.
+    /// Name of the leader-election Lease (with `--shard`, the shard's Lease is `<NAME>-<SHARD>`).
     #[arg(long, default_value = "headway-controller")]
     pub lease_name: String,
+    /// Reconcile only the GitSyncs of this shard: those labelled `headway.dev/shard=<SHARD>`, or
+    /// for `default` those without the label; one leader per shard. Default: every GitSync.
+    #[arg(long, env = "HEADWAY_SHARD")]
+    pub shard: Option<String>,
+    /// With `--shard`: the label selector of the shard's GitSyncs instead of the shard label.
+    #[arg(long, requires = "shard")]
+    pub shard_selector: Option<String>,
     /// Namespace of the Lease; default: `POD_NAMESPACE`, else `headway-system`.
     #[arg(long, env = "POD_NAMESPACE", default_value = "headway-system")]
     pub lease_namespace: String,
@@ -176,6 +183,12 @@ pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
         options.lease_namespace = args.lease_namespace.clone();
         options.lease_duration = Duration::from_secs(args.lease_duration);
         options.namespace = args.namespace.clone();
+        if let Some(name) = &args.shard {
+            options.shard = Some(
+                headway_controller::Shard::new(name, args.shard_selector.as_deref())
+                    .map_err(anyhow::Error::msg)?,
+            );
+        }
         options.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
         options.engine.concurrency = args.apply_concurrency.max(1);
         options.config = Some(config);
@@ -190,6 +203,7 @@ pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
             identity = %options.identity,
             lease = %format!("{}/{}", options.lease_namespace, options.lease_name),
             namespace = options.namespace.as_deref().unwrap_or("(all)"),
+            shard = options.shard.as_ref().map(|s| s.selector.as_str()).unwrap_or("(all)"),
             concurrency = options.concurrency,
             default_service_account = options.lockdown.default_service_account.as_deref().unwrap_or("(none)"),
             no_cross_namespace_refs = options.lockdown.no_cross_namespace_refs,

@@ -53,10 +53,12 @@ pub enum RenderError {
         limit: u64,
     },
     /// More files than [`Limits::max_files`](crate::Limits::max_files).
-    #[error("more than {limit} manifest files")]
+    #[error("more than {limit} manifest files (the first over the limit: {first_over})")]
     TooManyFiles {
         /// The limit.
         limit: usize,
+        /// The first file (in path order) over the limit.
+        first_over: String,
     },
     /// More objects than [`Limits::max_objects`](crate::Limits::max_objects).
     #[error("more than {limit} objects")]

@@ -71,6 +71,7 @@ pub(crate) fn list_files(
     if files.len() > limits.max_files {
         errors.push(RenderError::TooManyFiles {
             limit: limits.max_files,
+            first_over: files[limits.max_files].rel.clone(),
         });
         files.truncate(limits.max_files);
     }
@@ -133,7 +134,7 @@ fn walk(
         if files.len() > limits.max_files {
             return; // reported by the caller
         }
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let name = display_name(&entry.file_name());
         if name.starts_with('.') {
             continue;
         }
@@ -190,6 +191,27 @@ fn walk(
             }
         }
     }
+}
+
+/// A file name as errors and sources show it: control characters (a newline would forge a line
+/// of an error list or a log) escaped as `\n`, `\u{1b}`, and bytes that are not UTF-8 as `\xFF`,
+/// so that every name is one unambiguous line.
+pub(crate) fn display_name(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut out = String::new();
+    for chunk in name.as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '\\' {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Resolves a symlink to its canonical target, which must lie inside `boundary` (canonical).
@@ -249,7 +271,7 @@ pub(crate) fn check_symlinks(
     let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let name = display_name(&entry.file_name());
         if name == ".git" {
             continue;
         }

@@ -259,7 +259,7 @@ fn file_size_limits_are_enforced() {
     };
     assert_eq!(
         error_lines(&render_err(dir.path(), &options)),
-        ["more than 2 manifest files"]
+        ["more than 2 manifest files (the first over the limit: z.yaml)"]
     );
 
     let options = RenderOptions {

@@ -27,6 +27,8 @@
 
 mod cache;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod git;
 mod known_hosts;
 mod secret;

@@ -156,6 +156,21 @@ const MODULES: &[GoModule] = &[
         // Without the flag, sops asks GitHub for its latest release.
         version_args: &["--version", "--disable-version-check"],
     },
+    // The fault proxy of the fault tests (`crates/headway/tests/faults.rs`).
+    GoModule {
+        dir: "toxiproxy",
+        targets: &[
+            (
+                "github.com/Shopify/toxiproxy/v2/cmd/server",
+                "toxiproxy-server",
+            ),
+            ("github.com/Shopify/toxiproxy/v2/cmd/cli", "toxiproxy-cli"),
+        ],
+        ldflags: no_ldflags,
+        // Prints `toxiproxy-server version git`: the release version is stamped by its Makefile
+        // only, and an ldflag here would change the stamp of every built toxiproxy.
+        version_args: &["-version"],
+    },
 ];
 
 /// The environment every `go` command runs with: fixed caches, no toolchain switching, static binaries.

@@ -1,0 +1,207 @@
+//! Helpers of the fault scenarios (`faults.rs`): the controller as a child process on the fault
+//! cluster, the bystander, and the counts each scenario's figures are made of.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use headway_tests::faults::FaultCluster;
+use headway_tests::git::Upstream;
+use headway_tests::process::Guarded;
+use headway_tests::{TestNamespace, wait_for};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, PostParams};
+
+use crate::support::configmap_yaml;
+
+/// The scenarios run one at a time: one kills the API server the others use.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The lease duration of the partition scenario's controllers (the others use 15 s).
+pub const LEASE_SECONDS: u64 = 6;
+
+/// Requests in flight within one sync (the controller's default).
+pub const APPLY_CONCURRENCY: usize = 32;
+
+/// A `headway controller` child process on the fault cluster; killed on drop.
+pub struct Controller {
+    _child: Guarded,
+    log: PathBuf,
+}
+
+impl Controller {
+    pub fn start(fc: &FaultCluster, ns: &str, dir: &Path) -> anyhow::Result<Controller> {
+        Self::start_with(&fc.kubeconfig, ns, dir)
+    }
+
+    /// With another kubeconfig (the API server behind a proxy).
+    pub fn start_with(kubeconfig: &Path, ns: &str, dir: &Path) -> anyhow::Result<Controller> {
+        Self::start_named(kubeconfig, ns, dir, "faults", APPLY_CONCURRENCY, 15)
+    }
+
+    /// As `identity`, with `apply_concurrency` requests in flight per sync.
+    pub fn start_named(
+        kubeconfig: &Path,
+        ns: &str,
+        dir: &Path,
+        identity: &str,
+        apply_concurrency: usize,
+        lease_seconds: u64,
+    ) -> anyhow::Result<Controller> {
+        let log = dir.join(format!("{identity}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_headway"))
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args(["controller", "--namespace", ns, "--lease-namespace", ns])
+                .args([
+                    "--identity",
+                    identity,
+                    "--lease-duration",
+                    &lease_seconds.to_string(),
+                ])
+                .args(["--apply-concurrency", &apply_concurrency.to_string()])
+                .arg("--cache-dir")
+                .arg(dir.join(format!("cache-{identity}")))
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(file.try_clone()?)
+                .stderr(file),
+        )
+        .context("starting headway controller")?;
+        Ok(Controller { _child: child, log })
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The ERROR lines logged so far.
+    pub fn error_lines(&self) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains("\"level\":\"ERROR\""))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A ConfigMap Headway did not create, in the sync's namespace: it must stay untouched.
+pub async fn create_bystander(ns: &TestNamespace) -> anyhow::Result<String> {
+    let api: Api<ConfigMap> = ns.api();
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "bystander"},
+        "data": {"owner": "someone else"},
+    }))?;
+    let created = api.create(&PostParams::default(), &cm).await?;
+    Ok(created.metadata.resource_version.unwrap_or_default())
+}
+
+/// Prints how many ERROR lines each source (tracing target and message) logged.
+pub fn print_error_sources(errors: &[String]) {
+    let mut by_source = std::collections::BTreeMap::<String, usize>::new();
+    for line in errors {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        let key = format!(
+            "{}: {}",
+            v["target"].as_str().unwrap_or("?"),
+            v["message"]
+                .as_str()
+                .unwrap_or("?")
+                .chars()
+                .take(80)
+                .collect::<String>()
+        );
+        *by_source.entry(key).or_default() += 1;
+    }
+    for (source, n) in by_source {
+        println!("  {n:>5} ERROR {source}");
+    }
+}
+
+/// The names of the ConfigMaps `selector` selects.
+pub async fn names_of(
+    api: &Api<ConfigMap>,
+    selector: &ListParams,
+) -> anyhow::Result<BTreeSet<String>> {
+    Ok(api
+        .list_metadata(selector)
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|m| m.metadata.name)
+        .collect())
+}
+
+/// Waits until the API server answers again; returns when it did.
+pub async fn wait_api(fc: &FaultCluster) -> anyhow::Result<Instant> {
+    let client = fc.cluster.client.clone();
+    wait_for("the API server to answer", Duration::from_secs(120), || {
+        let client = client.clone();
+        async move {
+            Ok(match client.apiserver_version().await {
+                Ok(_) => Ok(Instant::now()),
+                Err(e) => Err(e.to_string()),
+            })
+        }
+    })
+    .await
+}
+
+/// The `sync failed` lines the controller logged with `reason` (one per failed attempt).
+pub fn failed_attempts(log: &str, reason: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("\"message\":\"sync failed\"") && l.contains(reason))
+        .count()
+}
+
+/// `name -> uid` of the ConfigMaps `selector` selects.
+pub async fn uids_of(
+    api: &Api<ConfigMap>,
+    selector: &ListParams,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    Ok(api
+        .list_metadata(selector)
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|m| Some((m.metadata.name?, m.metadata.uid?)))
+        .collect())
+}
+
+/// Objects of `before` that git still has (`kept`) but that are gone or were recreated.
+pub fn wrong_deletes(
+    before: &std::collections::BTreeMap<String, String>,
+    after: &std::collections::BTreeMap<String, String>,
+    kept: &BTreeSet<String>,
+) -> usize {
+    kept.iter()
+        .filter(|n| before.contains_key(*n) && before.get(*n) != after.get(*n))
+        .count()
+}
+
+/// A repository of `n` ConfigMaps `c00..`, with `value` in each.
+pub fn write_configmaps(upstream: &Upstream, range: std::ops::Range<usize>, value: &str) {
+    for i in range {
+        upstream.write(
+            &format!("cm/c{i:02}.yaml"),
+            &configmap_yaml(&format!("c{i:02}"), value),
+        );
+    }
+}
+
+/// The bystander is there with the resourceVersion it was created with.
+pub async fn bystander_untouched(ns: &TestNamespace, version: &str) -> anyhow::Result<bool> {
+    let api: Api<ConfigMap> = ns.api();
+    Ok(api
+        .get_opt("bystander")
+        .await?
+        .and_then(|b| b.metadata.resource_version)
+        .as_deref()
+        == Some(version))
+}

@@ -1,0 +1,640 @@
+//! Faults between the real `headway controller` binary and its dependencies, each scenario
+//! ending in a check that the cluster equals git, that nothing Headway did not create was
+//! touched and that nothing git still has was deleted; each prints its figures (a
+//! `FAULT-FIGURES` line: time to converge after the fault ended, objects lost, wrong deletes,
+//! ERROR lines logged), collected in docs/reliability.md.
+//!
+//! Needs `HEADWAY_FAULT_TESTS=1`, `HEADWAY_GIT_TESTS=1` and `HEADWAY_FAULT_CLUSTER_DIR`: the
+//! state directory of a cluster of their own, which they break (see `headway_tests::faults`).
+
+mod fault_support;
+#[path = "../../controller/tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use fault_support::*;
+use headway_tests::faults::{Figures, Toxiproxy, fault_cluster};
+use headway_tests::git::{Upstream, git, git_daemon};
+use headway_tests::wait_for;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams};
+use support::*;
+
+/// What goes wrong in the middle of a big apply.
+#[derive(Debug, Clone, Copy)]
+enum MidApply {
+    /// SIGKILL a component of the control plane, start it again after the downtime.
+    Kill(&'static str),
+    /// The controller reaches the API server through toxiproxy, which cuts every connection
+    /// and refuses new ones for the downtime.
+    ProxyCut,
+}
+
+/// `n` ConfigMaps applied by one GitSync; `fault` strikes when between 100 and `n - 500` are
+/// applied and lasts `downtime`; then the checks and figures of every scenario.
+async fn fault_mid_apply(
+    test: &str,
+    scenario: &'static str,
+    n: usize,
+    fault: MidApply,
+    downtime: Duration,
+) -> anyhow::Result<()> {
+    let Some(fc) = fault_cluster(test).await else {
+        return Ok(());
+    };
+    let _serial = SERIAL.lock().await;
+    if !git_enabled(test) {
+        return Ok(());
+    }
+    let cluster = fc.cluster.clone();
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace(test).await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let dir = tempfile::tempdir()?;
+
+    let upstream = Upstream::new();
+    for i in 0..n {
+        upstream.write(
+            &format!("cm/c{i:04}.yaml"),
+            &configmap_yaml(&format!("c{i:04}"), &i.to_string()),
+        );
+    }
+    let head = upstream.commit("many");
+    let (_daemon, url) = git_daemon(&upstream);
+    let bystander_version = create_bystander(&ns).await?;
+
+    // Through the proxy, for the cut: a kubeconfig naming the proxy's port.
+    let toxiproxy = match fault {
+        MidApply::ProxyCut => Some(Toxiproxy::start()?),
+        MidApply::Kill(_) => None,
+    };
+    let kubeconfig = match &toxiproxy {
+        Some(proxy) => {
+            let api_port = cluster.config.cluster_url.port_u16().context("API port")?;
+            let port = proxy.proxy("api", api_port)?;
+            let text = std::fs::read_to_string(&fc.kubeconfig)?.replace(
+                &format!("127.0.0.1:{api_port}"),
+                &format!("127.0.0.1:{port}"),
+            );
+            let path = dir.path().join("kubeconfig-proxied");
+            std::fs::write(&path, text)?;
+            path
+        }
+        None => fc.kubeconfig.clone(),
+    };
+    let controller = Controller::start_with(&kubeconfig, &ns.name, dir.path())?;
+    create_gitsync(
+        &ns,
+        "big",
+        &url,
+        serde_json::json!({"wait": false, "interval": "1h", "prune": true}),
+    )
+    .await?;
+    let configmaps: Api<ConfigMap> = ns.api();
+    let owned = ListParams::default().labels("headway.dev/sync-name=big");
+    let at_fault = wait_for(
+        "the apply to be under way",
+        Duration::from_secs(180),
+        || {
+            let configmaps = configmaps.clone();
+            let owned = owned.clone();
+            async move {
+                let applied = configmaps.list_metadata(&owned).await?.items.len();
+                Ok(if (100..n - 500).contains(&applied) {
+                    Ok(applied)
+                } else {
+                    Err(format!("{applied} applied"))
+                })
+            }
+        },
+    )
+    .await?;
+    let errors_before = controller.error_lines().len();
+    let applied_before: BTreeSet<String> = names_of(&configmaps, &owned).await?;
+    let back = match fault {
+        MidApply::Kill(component) => {
+            let stopped = fc.kill(component)?;
+            println!("killed {component} with about {at_fault} of {n} ConfigMaps applied");
+            tokio::time::sleep(downtime).await;
+            stopped.start()?;
+            wait_api(&fc).await?
+        }
+        MidApply::ProxyCut => {
+            let proxy = toxiproxy.as_ref().expect("started for the cut");
+            proxy.set_enabled("api", false)?;
+            println!("cut the API connections with about {at_fault} of {n} ConfigMaps applied");
+            tokio::time::sleep(downtime).await;
+            proxy.set_enabled("api", true)?;
+            Instant::now()
+        }
+    };
+
+    wait_ready_at(&ns, "big", &head, Duration::from_secs(240)).await?;
+    let converged = back.elapsed();
+
+    let names = names_of(&configmaps, &owned).await?;
+    let expected: BTreeSet<String> = (0..n).map(|i| format!("c{i:04}")).collect();
+    let lost = expected.difference(&names).count();
+    let bystander = configmaps.get_opt("bystander").await?;
+    let bystander_touched = bystander
+        .as_ref()
+        .and_then(|b| b.metadata.resource_version.clone())
+        != Some(bystander_version);
+    let inventories = configmaps
+        .list_metadata(&ListParams::default().labels("headway.dev/inventory-of=big"))
+        .await?
+        .items
+        .len();
+    let errors = controller.error_lines();
+    let figures = Figures {
+        scenario,
+        converge_after_fault: converged,
+        objects_lost: lost,
+        wrong_deletes: usize::from(bystander.is_none()) + applied_before.difference(&names).count(),
+        error_lines: errors.len(),
+    };
+    figures.print();
+    print_error_sources(&errors);
+    assert_eq!(names, expected, "exactly the objects of git, once each");
+    assert!(
+        !bystander_touched,
+        "the bystander was touched: {bystander:?}"
+    );
+    assert_eq!(inventories, 1, "one inventory, no leftover shards");
+    let inventory = configmap_data(&cluster.client, &ns.name, "headway-inventory-big")
+        .await?
+        .context("the inventory")?;
+    let parsed = headway_model::inventory::Inventory::parse(&inventory["inventory"])?;
+    assert_eq!(parsed.len(), n, "every object is in the inventory once");
+    // The outage costs a bounded number of ERROR lines (the requests in flight when the
+    // server went away, the watches and Lease renewals of the controller, one per retried
+    // sync), not one per object.
+    let during = errors.len() - errors_before;
+    assert!(
+        during <= 2 * APPLY_CONCURRENCY + 30,
+        "{during} ERROR lines for one outage:\n{}",
+        errors[errors_before..].join("\n")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_server_killed_mid_apply_then_restarted() -> anyhow::Result<()> {
+    fault_mid_apply(
+        "api_server_killed_mid_apply_then_restarted",
+        "kube-apiserver SIGKILLed mid-apply of 2,000 ConfigMaps, started again 7 s later",
+        2000,
+        MidApply::Kill("kube-apiserver"),
+        Duration::from_secs(7),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_killed_mid_apply_then_restarted() -> anyhow::Result<()> {
+    fault_mid_apply(
+        "etcd_killed_mid_apply_then_restarted",
+        "etcd SIGKILLed mid-apply of 1,000 ConfigMaps, started again 5 s later",
+        1000,
+        MidApply::Kill("etcd"),
+        Duration::from_secs(5),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_connections_cut_mid_apply() -> anyhow::Result<()> {
+    fault_mid_apply(
+        "api_connections_cut_mid_apply",
+        "controller to API server connections cut (toxiproxy) mid-apply of 1,000 ConfigMaps for 10 s",
+        1000,
+        MidApply::ProxyCut,
+        Duration::from_secs(10),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn git_server_down_for_several_intervals_then_back() -> anyhow::Result<()> {
+    let test = "git_server_down_for_several_intervals_then_back";
+    let Some(fc) = fault_cluster(test).await else {
+        return Ok(());
+    };
+    let _serial = SERIAL.lock().await;
+    if !git_enabled(test) {
+        return Ok(());
+    }
+    let cluster = fc.cluster.clone();
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("fault-git-down").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let dir = tempfile::tempdir()?;
+    let toxiproxy = Toxiproxy::start()?;
+
+    let upstream = Upstream::new();
+    write_configmaps(&upstream, 0..20, "one");
+    let first = upstream.commit("first");
+    let (daemon, _) = git_daemon(&upstream);
+    let port = toxiproxy.proxy("git", daemon.port)?;
+    let url = format!("git://127.0.0.1:{port}/repo.git");
+    let bystander = create_bystander(&ns).await?;
+
+    let controller = Controller::start(&fc, &ns.name, dir.path())?;
+    create_gitsync(
+        &ns,
+        "site",
+        &url,
+        serde_json::json!({"interval": "3s", "prune": true}),
+    )
+    .await?;
+    wait_ready_at(&ns, "site", &first, Duration::from_secs(120)).await?;
+    let configmaps: Api<ConfigMap> = ns.api();
+    let owned = ListParams::default().labels("headway.dev/sync-name=site");
+    let before = uids_of(&configmaps, &owned).await?;
+
+    // Down: the proxy refuses connections; meanwhile git moves on (c19 leaves, c20 arrives).
+    toxiproxy.set_enabled("git", false)?;
+    let down = Instant::now();
+    let attempts_before = failed_attempts(&controller.log_text(), "FetchFailed");
+    upstream.remove("cm/c19.yaml");
+    write_configmaps(&upstream, 0..1, "two");
+    write_configmaps(&upstream, 20..21, "new");
+    let second = upstream.commit("second");
+    wait_status(
+        &ns,
+        "site",
+        "FetchFailed",
+        Duration::from_secs(30),
+        |_, s| {
+            condition(s, "Ready")
+                .is_some_and(|(st, reason, _)| st == "False" && reason == "FetchFailed")
+        },
+    )
+    .await?;
+    // Several intervals (3 s each) of outage.
+    let outage = Duration::from_secs(20);
+    tokio::time::sleep(outage.saturating_sub(down.elapsed())).await;
+    let during = uids_of(&configmaps, &owned).await?;
+    assert_eq!(
+        during, before,
+        "nothing pruned or recreated while git was unreachable"
+    );
+    let attempts = failed_attempts(&controller.log_text(), "FetchFailed") - attempts_before;
+
+    toxiproxy.set_enabled("git", true)?;
+    let back = Instant::now();
+    wait_ready_at(&ns, "site", &second, Duration::from_secs(120)).await?;
+    let converged = back.elapsed();
+
+    let after = uids_of(&configmaps, &owned).await?;
+    let expected: BTreeSet<String> = (0..21)
+        .filter(|i| *i != 19)
+        .map(|i| format!("c{i:02}"))
+        .collect();
+    let names: BTreeSet<String> = after.keys().cloned().collect();
+    let figures = Figures {
+        scenario: "git server (git daemon behind toxiproxy) refusing connections for 20 s",
+        converge_after_fault: converged,
+        objects_lost: expected.difference(&names).count(),
+        wrong_deletes: wrong_deletes(&before, &after, &expected)
+            + usize::from(!bystander_untouched(&ns, &bystander).await?),
+        error_lines: controller.error_lines().len(),
+    };
+    figures.print();
+    println!("failed fetch attempts during the {outage:?} outage: {attempts}");
+    assert_eq!(names, expected, "the cluster equals git");
+    assert_eq!(figures.wrong_deletes, 0);
+    assert_eq!(
+        configmap_data(&cluster.client, &ns.name, "c00")
+            .await?
+            .unwrap()["value"],
+        "two"
+    );
+    // Backoff (2 s, 4 s, 8 s, ...), not a retry loop and not one attempt per 3 s interval.
+    assert!(
+        (2..=6).contains(&attempts),
+        "{attempts} failed fetches in {outage:?}:\n{}",
+        controller.log_text()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn git_server_extremely_slow_the_fetch_timeout_fires() -> anyhow::Result<()> {
+    let test = "git_server_extremely_slow_the_fetch_timeout_fires";
+    let Some(fc) = fault_cluster(test).await else {
+        return Ok(());
+    };
+    let _serial = SERIAL.lock().await;
+    if !git_enabled(test) {
+        return Ok(());
+    }
+    let cluster = fc.cluster.clone();
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("fault-git-slow").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let dir = tempfile::tempdir()?;
+    let toxiproxy = Toxiproxy::start()?;
+
+    let upstream = Upstream::new();
+    write_configmaps(&upstream, 0..10, "one");
+    let first = upstream.commit("first");
+    let (daemon, _) = git_daemon(&upstream);
+    let port = toxiproxy.proxy("git", daemon.port)?;
+    let url = format!("git://127.0.0.1:{port}/repo.git");
+    let bystander = create_bystander(&ns).await?;
+
+    let controller = Controller::start(&fc, &ns.name, dir.path())?;
+    create_gitsync(
+        &ns,
+        "site",
+        &url,
+        serde_json::json!({"interval": "3s", "timeout": "5s", "prune": true}),
+    )
+    .await?;
+    wait_ready_at(&ns, "site", &first, Duration::from_secs(120)).await?;
+    let configmaps: Api<ConfigMap> = ns.api();
+    let owned = ListParams::default().labels("headway.dev/sync-name=site");
+    let before = uids_of(&configmaps, &owned).await?;
+
+    // Every byte from the server 60 s late, and 100 bytes/s at most.
+    toxiproxy.add_toxic("git", "slow", "latency", &["latency=60000"])?;
+    toxiproxy.add_toxic("git", "narrow", "bandwidth", &["rate=1"])?;
+    let slowed = Instant::now();
+    upstream.remove("cm/c09.yaml");
+    let second = upstream.commit("second");
+    let failed = wait_status(
+        &ns,
+        "site",
+        "a fetch timeout",
+        Duration::from_secs(40),
+        |_, s| {
+            condition(s, "Ready").is_some_and(|(st, reason, message)| {
+                st == "False" && reason == "FetchFailed" && message.contains("timed out after 5s")
+            })
+        },
+    )
+    .await?;
+    let noticed = slowed.elapsed();
+    println!(
+        "fetch timeout reported {noticed:?} after the server slowed down: {}",
+        describe(failed.status.as_ref())
+    );
+    assert_eq!(
+        uids_of(&configmaps, &owned).await?,
+        before,
+        "nothing pruned while slow"
+    );
+
+    toxiproxy.remove_toxic("git", "slow")?;
+    toxiproxy.remove_toxic("git", "narrow")?;
+    let back = Instant::now();
+    wait_ready_at(&ns, "site", &second, Duration::from_secs(120)).await?;
+    let converged = back.elapsed();
+    let after = uids_of(&configmaps, &owned).await?;
+    let expected: BTreeSet<String> = (0..9).map(|i| format!("c{i:02}")).collect();
+    let names: BTreeSet<String> = after.keys().cloned().collect();
+    let figures = Figures {
+        scenario: "git server answering 60 s late at 1 KB/s (fetch timeout 5 s)",
+        converge_after_fault: converged,
+        objects_lost: expected.difference(&names).count(),
+        wrong_deletes: wrong_deletes(&before, &after, &expected)
+            + usize::from(!bystander_untouched(&ns, &bystander).await?),
+        error_lines: controller.error_lines().len(),
+    };
+    figures.print();
+    assert_eq!(names, expected, "the cluster equals git");
+    assert_eq!(figures.wrong_deletes, 0);
+    // Nothing hangs: the timeout (5 s) fired well before the server's 60 s.
+    assert!(noticed < Duration::from_secs(30), "{noticed:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn force_push_to_an_older_tree() -> anyhow::Result<()> {
+    let test = "force_push_to_an_older_tree";
+    let Some(fc) = fault_cluster(test).await else {
+        return Ok(());
+    };
+    let _serial = SERIAL.lock().await;
+    if !git_enabled(test) {
+        return Ok(());
+    }
+    let cluster = fc.cluster.clone();
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("fault-force-push").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let dir = tempfile::tempdir()?;
+
+    let upstream = Upstream::new();
+    write_configmaps(&upstream, 0..10, "one");
+    let old = upstream.commit("old");
+    let (_daemon, url) = git_daemon(&upstream);
+    let bystander = create_bystander(&ns).await?;
+    let controller = Controller::start(&fc, &ns.name, dir.path())?;
+    create_gitsync(
+        &ns,
+        "site",
+        &url,
+        serde_json::json!({"interval": "3s", "prune": true}),
+    )
+    .await?;
+    wait_ready_at(&ns, "site", &old, Duration::from_secs(120)).await?;
+
+    // A newer revision: c00 changed, c09 gone, c10 and c11 new.
+    write_configmaps(&upstream, 0..1, "two");
+    upstream.remove("cm/c09.yaml");
+    write_configmaps(&upstream, 10..12, "new");
+    let newer = upstream.commit("newer");
+    wait_ready_at(&ns, "site", &newer, Duration::from_secs(120)).await?;
+    let configmaps: Api<ConfigMap> = ns.api();
+    let owned = ListParams::default().labels("headway.dev/sync-name=site");
+    let before = uids_of(&configmaps, &owned).await?;
+
+    // History rewritten to the older tree.
+    git(&upstream.work, &["reset", "-q", "--hard", &old]);
+    git(&upstream.work, &["push", "-q", "--force", "origin", "main"]);
+    let pushed = Instant::now();
+    wait_ready_at(&ns, "site", &old, Duration::from_secs(120)).await?;
+    let converged = pushed.elapsed();
+
+    let after = uids_of(&configmaps, &owned).await?;
+    let expected: BTreeSet<String> = (0..10).map(|i| format!("c{i:02}")).collect();
+    let names: BTreeSet<String> = after.keys().cloned().collect();
+    // Kept across the rewrite: c00..c08 (c09 comes back as a new object).
+    let kept: BTreeSet<String> = (0..9).map(|i| format!("c{i:02}")).collect();
+    let figures = Figures {
+        scenario: "force-push rewriting main to an older tree",
+        converge_after_fault: converged,
+        objects_lost: expected.difference(&names).count(),
+        wrong_deletes: wrong_deletes(&before, &after, &kept)
+            + usize::from(!bystander_untouched(&ns, &bystander).await?),
+        error_lines: controller.error_lines().len(),
+    };
+    figures.print();
+    assert_eq!(names, expected, "the cluster equals the older tree");
+    assert_eq!(figures.wrong_deletes, 0);
+    assert_eq!(
+        configmap_data(&cluster.client, &ns.name, "c00")
+            .await?
+            .unwrap()["value"],
+        "one"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_lost_to_a_partition_mid_sync() -> anyhow::Result<()> {
+    let test = "lease_lost_to_a_partition_mid_sync";
+    let Some(fc) = fault_cluster(test).await else {
+        return Ok(());
+    };
+    let _serial = SERIAL.lock().await;
+    if !git_enabled(test) {
+        return Ok(());
+    }
+    let cluster = fc.cluster.clone();
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("fault-lease-partition").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let dir = tempfile::tempdir()?;
+
+    const N: usize = 1000;
+    let upstream = Upstream::new();
+    for i in 0..N {
+        upstream.write(
+            &format!("cm/c{i:04}.yaml"),
+            &configmap_yaml(&format!("c{i:04}"), &i.to_string()),
+        );
+    }
+    let head = upstream.commit("many");
+    let (_daemon, url) = git_daemon(&upstream);
+    let bystander_version = create_bystander(&ns).await?;
+
+    // p1 reaches the API server through the proxy (and will be partitioned); p2 directly.
+    let toxiproxy = Toxiproxy::start()?;
+    let api_port = cluster.config.cluster_url.port_u16().context("API port")?;
+    let port = toxiproxy.proxy("api", api_port)?;
+    let proxied = dir.path().join("kubeconfig-proxied");
+    std::fs::write(
+        &proxied,
+        std::fs::read_to_string(&fc.kubeconfig)?.replace(
+            &format!("127.0.0.1:{api_port}"),
+            &format!("127.0.0.1:{port}"),
+        ),
+    )?;
+    // One request at a time: the apply is long enough to be partitioned in the middle.
+    let p1 = Controller::start_named(&proxied, &ns.name, dir.path(), "p1", 1, LEASE_SECONDS)?;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = ns.api();
+    let holder = || {
+        let leases = leases.clone();
+        async move {
+            Ok::<_, anyhow::Error>(
+                leases
+                    .get_opt("headway-controller")
+                    .await?
+                    .and_then(|l| l.spec)
+                    .and_then(|s| s.holder_identity),
+            )
+        }
+    };
+    wait_for("p1 to lead", Duration::from_secs(30), || async {
+        Ok(match holder().await? {
+            Some(h) if h == "p1" => Ok(()),
+            other => Err(format!("{other:?}")),
+        })
+    })
+    .await?;
+    let p2 = Controller::start_named(
+        &fc.kubeconfig,
+        &ns.name,
+        dir.path(),
+        "p2",
+        APPLY_CONCURRENCY,
+        LEASE_SECONDS,
+    )?;
+    create_gitsync(
+        &ns,
+        "big",
+        &url,
+        serde_json::json!({"wait": false, "interval": "1h", "prune": true}),
+    )
+    .await?;
+    let configmaps: Api<ConfigMap> = ns.api();
+    let owned = ListParams::default().labels("headway.dev/sync-name=big");
+    let at_cut = wait_for(
+        "p1's apply to be under way",
+        Duration::from_secs(180),
+        || {
+            let configmaps = configmaps.clone();
+            let owned = owned.clone();
+            async move {
+                let n = configmaps.list_metadata(&owned).await?.items.len();
+                Ok(if (50..N - 300).contains(&n) {
+                    Ok(n)
+                } else {
+                    Err(format!("{n} applied"))
+                })
+            }
+        },
+    )
+    .await?;
+    let applied_before = names_of(&configmaps, &owned).await?;
+    toxiproxy.set_enabled("api", false)?;
+    let cut = Instant::now();
+    println!("partitioned p1 from the API server with about {at_cut} of {N} ConfigMaps applied");
+
+    // p2 takes the Lease and finishes the sync while p1 is cut off.
+    wait_for(
+        "p2 to lead",
+        Duration::from_secs(LEASE_SECONDS * 5),
+        || async {
+            Ok(match holder().await? {
+                Some(h) if h == "p2" => Ok(()),
+                other => Err(format!("{other:?}")),
+            })
+        },
+    )
+    .await?;
+    let takeover = cut.elapsed();
+    wait_ready_at(&ns, "big", &head, Duration::from_secs(240)).await?;
+    let converged = cut.elapsed();
+    // The partition heals: p1 comes back as a follower and writes nothing.
+    toxiproxy.set_enabled("api", true)?;
+    tokio::time::sleep(Duration::from_secs(LEASE_SECONDS * 2)).await;
+    assert_eq!(holder().await?.as_deref(), Some("p2"), "p2 keeps the Lease");
+    let p1_log = p1.log_text();
+    assert!(
+        p1_log.contains("lost leadership"),
+        "p1 did not notice it lost the Lease:\n{}",
+        &p1_log[p1_log.len().saturating_sub(3000)..]
+    );
+
+    let names = names_of(&configmaps, &owned).await?;
+    let expected: BTreeSet<String> = (0..N).map(|i| format!("c{i:04}")).collect();
+    let bystander = configmaps.get_opt("bystander").await?;
+    let inventory = configmap_data(&cluster.client, &ns.name, "headway-inventory-big")
+        .await?
+        .context("the inventory")?;
+    let parsed = headway_model::inventory::Inventory::parse(&inventory["inventory"])?;
+    let figures = Figures {
+        scenario: "leader partitioned from the API server (toxiproxy) mid-apply of 1,000 ConfigMaps; the standby takes over",
+        converge_after_fault: converged,
+        objects_lost: expected.difference(&names).count(),
+        wrong_deletes: usize::from(bystander.is_none()) + applied_before.difference(&names).count(),
+        error_lines: p1.error_lines().len() + p2.error_lines().len(),
+    };
+    figures.print();
+    println!("p2 took the Lease {takeover:?} after the partition began (lease {LEASE_SECONDS} s)");
+    assert_eq!(names, expected, "exactly the objects of git, once each");
+    assert_eq!(
+        bystander.and_then(|b| b.metadata.resource_version),
+        Some(bystander_version),
+        "the bystander is untouched"
+    );
+    assert_eq!(parsed.len(), N, "every object is in the inventory once");
+    Ok(())
+}
