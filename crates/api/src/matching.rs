@@ -118,4 +118,51 @@ mod tests {
         suspended.spec.suspend = true;
         assert!(!matches(&suspended, &push(&["https://h/a/b"], &[])));
     }
+
+    /// The published Bitbucket examples: the GitSyncs the webhook tests create match them over
+    /// HTTPS and SSH URLs, the other branch does not.
+    #[test]
+    fn bitbucket_examples() {
+        use crate::provider::Provider;
+        use crate::push::{Delivery, parse};
+        let parsed = |provider, event: &str, file: &str| {
+            let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+            let body = std::fs::read(&path).unwrap();
+            match parse(provider, &[("X-Event-Key", event)][..], &body).unwrap() {
+                Delivery::Push(p) => p,
+                other => panic!("{file}: {other:?}"),
+            }
+        };
+        let server = parsed(
+            Provider::BitbucketServer,
+            "repo:refs_changed",
+            "bitbucket-server-refs-changed.json",
+        );
+        for url in [
+            "ssh://git@bitbucketserver:7999/myproject/test-repo.git",
+            "https://bitbucketserver/scm/myproject/test-repo.git",
+        ] {
+            assert!(
+                matches(&sync(url, serde_json::json!({"branch": "master"})), &server),
+                "{url}"
+            );
+            assert!(
+                !matches(&sync(url, serde_json::json!({"branch": "main"})), &server),
+                "{url}"
+            );
+        }
+        let cloud = parsed(
+            Provider::Bitbucket,
+            "repo:push",
+            "bitbucket-cloud-push.json",
+        );
+        for url in [
+            "https://bitbucket.org/team_name/repo_name.git",
+            "git@bitbucket.org:team_name/repo_name.git",
+        ] {
+            let want = serde_json::json!({"branch": "name-of-branch"});
+            assert!(matches(&sync(url, want), &cloud), "{url}");
+            assert!(!matches(&sync(url, serde_json::json!({})), &cloud), "{url}");
+        }
+    }
 }

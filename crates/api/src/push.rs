@@ -354,11 +354,15 @@ mod tests {
         assert_eq!(
             p.urls,
             [
-                "ssh://git@bitbucket.example.com:7999/proj/repository.git",
-                "https://bitbucket.example.com/scm/proj/repository.git"
+                "ssh://git@bitbucketserver:7999/myproject/test-repo.git",
+                "https://bitbucketserver/scm/myproject/test-repo.git"
             ]
         );
         assert_eq!(p.refs, ["refs/heads/master"]);
+        assert_eq!(
+            p.after.as_deref(),
+            Some("22671f0349857934857983457983475ec39f196b")
+        );
         assert_eq!(
             parse(
                 Provider::BitbucketServer,
@@ -372,14 +376,16 @@ mod tests {
             ("X-Event-Key", "repo:push"),
             "bitbucket-cloud-push.json",
         );
+        // Atlassian's example gives `links.html` on another host than `full_name`; the SSH URL
+        // derived from `full_name` is the one a GitSync on bitbucket.org matches.
         assert_eq!(
             p.urls,
             [
-                "https://bitbucket.org/team_name/repo_name",
+                "https://api.bitbucket.org/bitbucket/bitbucket",
                 "git@bitbucket.org:team_name/repo_name.git"
             ]
         );
-        assert_eq!(p.refs, ["refs/heads/main"]);
+        assert_eq!(p.refs, ["refs/heads/name-of-branch"]);
         assert_eq!(
             p.after.as_deref(),
             Some("709d658dc5b6d6afcd46049c2f332ee3f515a67d")

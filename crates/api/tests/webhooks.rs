@@ -132,11 +132,11 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
         ),
         (
             "bbs",
-            json!({"repository": {"url": "ssh://git@bitbucket.example.com:7999/proj/repository.git", "ref": {"branch": "master"}}}),
+            json!({"repository": {"url": "ssh://git@bitbucketserver:7999/myproject/test-repo.git", "ref": {"branch": "master"}}}),
         ),
         (
             "bbc",
-            json!({"repository": {"url": "https://bitbucket.org/team_name/repo_name.git"}}),
+            json!({"repository": {"url": "https://bitbucket.org/team_name/repo_name.git", "ref": {"branch": "name-of-branch"}}}),
         ),
         (
             "own",
