@@ -31,6 +31,7 @@ fn start(ns: &str, identity: &str, shard: &str, dir: &Path) -> anyhow::Result<Gu
         Command::new(env!("CARGO_BIN_EXE_headway"))
             .args(["controller", "--namespace", ns, "--lease-namespace", ns])
             .args(["--identity", identity, "--shard", shard])
+            .args(["--http-address", "127.0.0.1:0"])
             .args(["--lease-duration", &LEASE_SECONDS.to_string()])
             .arg("--cache-dir")
             .arg(dir.join(format!("cache-{identity}")))

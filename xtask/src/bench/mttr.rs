@@ -268,6 +268,7 @@ async fn run_async(paths: &Paths, headway: &Path, params: &Params) -> anyhow::Re
                 SYSTEM,
             ])
             .args(["--identity", "mttr", "--concurrency", "4"])
+            .args(["--http-address", "127.0.0.1:0"])
             .args(["--apply-concurrency", &params.concurrency.to_string()])
             .arg("--cache-dir")
             .arg(dir.path().join("cache"))

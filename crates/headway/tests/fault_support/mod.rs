@@ -57,6 +57,7 @@ impl Controller {
                 .arg("--kubeconfig")
                 .arg(kubeconfig)
                 .args(["controller", "--namespace", ns, "--lease-namespace", ns])
+                .args(["--http-address", "127.0.0.1:0"])
                 .args([
                     "--identity",
                     identity,
