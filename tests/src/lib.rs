@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod charts;
+pub mod controller;
 pub mod faults;
 pub mod git;
 pub mod process;

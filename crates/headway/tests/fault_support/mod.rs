@@ -2,14 +2,12 @@
 //! cluster, the bystander, and the counts each scenario's figures are made of.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use headway_tests::controller::{ControllerProcess, ControllerSpec};
 use headway_tests::faults::FaultCluster;
 use headway_tests::git::Upstream;
-use headway_tests::process::Guarded;
 use headway_tests::{TestNamespace, wait_for};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
@@ -26,10 +24,7 @@ pub const LEASE_SECONDS: u64 = 6;
 pub const APPLY_CONCURRENCY: usize = 32;
 
 /// A `headway controller` child process on the fault cluster; killed on drop.
-pub struct Controller {
-    _child: Guarded,
-    log: PathBuf,
-}
+pub struct Controller(ControllerProcess);
 
 impl Controller {
     pub fn start(fc: &FaultCluster, ns: &str, dir: &Path) -> anyhow::Result<Controller> {
@@ -50,43 +45,22 @@ impl Controller {
         apply_concurrency: usize,
         lease_seconds: u64,
     ) -> anyhow::Result<Controller> {
-        let log = dir.join(format!("{identity}.log"));
-        let file = std::fs::File::create(&log)?;
-        let child = Guarded::spawn(
-            Command::new(env!("CARGO_BIN_EXE_headway"))
-                .arg("--kubeconfig")
-                .arg(kubeconfig)
-                .args(["controller", "--namespace", ns, "--lease-namespace", ns])
-                .args(["--http-address", "127.0.0.1:0"])
-                .args([
-                    "--identity",
-                    identity,
-                    "--lease-duration",
-                    &lease_seconds.to_string(),
-                ])
-                .args(["--apply-concurrency", &apply_concurrency.to_string()])
-                .arg("--cache-dir")
-                .arg(dir.join(format!("cache-{identity}")))
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(file.try_clone()?)
-                .stderr(file),
-        )
-        .context("starting headway controller")?;
-        Ok(Controller { _child: child, log })
+        ControllerSpec::new(env!("CARGO_BIN_EXE_headway"), dir, identity)
+            .kubeconfig(kubeconfig)
+            .namespace(ns)
+            .lease_seconds(lease_seconds)
+            .args(["--apply-concurrency", &apply_concurrency.to_string()])
+            .start()
+            .map(Controller)
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.log_text()
     }
 
     /// The ERROR lines logged so far.
     pub fn error_lines(&self) -> Vec<String> {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains("\"level\":\"ERROR\""))
-            .map(str::to_string)
-            .collect()
+        self.0.error_lines()
     }
 }
 
