@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
@@ -180,4 +181,44 @@ where
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Applies `crd` (server-side, field manager `headway-tests`, so every caller's apply of the same
+/// content is idempotent) and waits until it is Established.
+pub async fn install_crd(client: &Client, crd: &CustomResourceDefinition) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd
+        .metadata
+        .name
+        .as_deref()
+        .context("the CRD has no name")?;
+    api.patch(
+        name,
+        &PatchParams::apply("headway-tests").force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .with_context(|| format!("applying the CRD {name}"))?;
+    wait_for(
+        &format!("the CRD {name} to be Established"),
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                let crd = api.get(name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok(if established {
+                    Ok(())
+                } else {
+                    Err("not Established".into())
+                })
+            }
+        },
+    )
+    .await
 }

@@ -87,16 +87,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     let repo_url = daemon.url("bench.git");
 
     // The CRD and the namespace of the GitSyncs.
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
-    crds.patch(
-        "gitsyncs.headway.dev",
-        &PatchParams::apply("headway-bench").force(),
-        &Patch::Apply(&GitSync::crd()),
-    )
-    .await
-    .context("installing the GitSync CRD")?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    headway_tests::install_crd(&client, &GitSync::crd()).await?;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     namespaces
         .patch(

@@ -217,17 +217,7 @@ async fn run_async(paths: &Paths, headway: &Path, params: &Params) -> anyhow::Re
     );
 
     // The GitSync CRD, the controller's namespace, the controller.
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &resource("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
-    );
-    crds.patch(
-        "gitsyncs.headway.dev",
-        &PatchParams::apply("headway-bench").force(),
-        &Patch::Apply(serde_json::to_value(GitSync::crd())?),
-    )
-    .await
-    .context("installing the GitSync CRD")?;
+    headway_tests::install_crd(&client, &GitSync::crd()).await?;
     let ns_api: Api<DynamicObject> = Api::all_with(client.clone(), &resource("v1", "Namespace"));
     ns_api
         .patch(
@@ -238,7 +228,6 @@ async fn run_async(paths: &Paths, headway: &Path, params: &Params) -> anyhow::Re
             ),
         )
         .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await; // the GitSync CRD Established
     let mut controller = ControllerSpec::new(headway, dir.path(), "mttr")
         .namespace(SYSTEM)
         .args(["--concurrency", "4"])
