@@ -222,3 +222,25 @@ pub async fn install_crd(client: &Client, crd: &CustomResourceDefinition) -> any
     )
     .await
 }
+
+/// Every input of a `cargo fuzz` target's seeds and found regressions (`fuzz/seeds/TARGET`,
+/// `fuzz/regressions/TARGET`), named `seeds/TARGET/FILE`, for the stable replay tests.
+pub fn fuzz_inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut out = Vec::new();
+    for dir in ["seeds", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join(target)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                let data = std::fs::read(e.path())
+                    .unwrap_or_else(|err| panic!("reading {}: {err}", e.path().display()));
+                out.push((format!("{dir}/{target}/{name}"), data));
+            }
+        }
+    }
+    out.sort();
+    out
+}
