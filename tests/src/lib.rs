@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -130,6 +132,70 @@ impl TestNamespace {
         <K as kube::Resource>::DynamicType: Default,
     {
         Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Creates the ServiceAccount `name` in this namespace and returns a token for it (a
+    /// TokenRequest valid for 10 minutes).
+    pub async fn service_account(&self, name: &str) -> anyhow::Result<String> {
+        let api: Api<ServiceAccount> = self.api();
+        let account: ServiceAccount = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name},
+        }))?;
+        api.create(&PostParams::default(), &account)
+            .await
+            .with_context(|| format!("creating ServiceAccount {}/{name}", self.name))?;
+        self.token(name).await
+    }
+
+    /// A token for the existing ServiceAccount `name` of this namespace (TokenRequest, 10 minutes).
+    pub async fn token(&self, name: &str) -> anyhow::Result<String> {
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                expiration_seconds: Some(600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let answer = self
+            .api::<ServiceAccount>()
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .with_context(|| {
+                format!("requesting a token for ServiceAccount {}/{name}", self.name)
+            })?;
+        Ok(answer
+            .status
+            .context("the TokenRequest has no status")?
+            .token)
+    }
+
+    /// Grants the ServiceAccount `account` of this namespace the `rules` (a JSON array of
+    /// PolicyRules) in this namespace, through a Role and a RoleBinding both named `role`.
+    pub async fn grant(
+        &self,
+        account: &str,
+        role: &str,
+        rules: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let object: Role = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": role}, "rules": rules,
+        }))?;
+        self.api::<Role>()
+            .create(&PostParams::default(), &object)
+            .await
+            .with_context(|| format!("creating Role {}/{role}", self.name))?;
+        let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": self.name}],
+        }))?;
+        self.api::<RoleBinding>()
+            .create(&PostParams::default(), &binding)
+            .await
+            .with_context(|| format!("creating RoleBinding {}/{role}", self.name))?;
+        Ok(())
     }
 }
 
