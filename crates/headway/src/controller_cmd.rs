@@ -78,18 +78,6 @@ pub enum LogFormat {
     Text,
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn default_identity() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -171,8 +159,9 @@ fn lease_namespace_missing(error: &anyhow::Error, namespace: &str) -> bool {
 
 /// Runs `headway controller` until a termination signal.
 pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
-    init_logs(args.log_format);
+    let limiter = crate::logs::init(args.log_format);
     runtime()?.block_on(async {
+        tokio::spawn(limiter.report());
         let config = cluster.config().await?;
         let client =
             kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
