@@ -19,6 +19,10 @@ pub struct ControllerArgs {
     /// Requests in flight at once within one sync.
     #[arg(long, default_value_t = 32)]
     pub apply_concurrency: usize,
+    /// Largest inventory ConfigMap shard, in bytes (hidden: for tests that need an inventory
+    /// of many shards without thousands of objects).
+    #[arg(long, hide = true)]
+    pub inventory_shard_bytes: Option<usize>,
     /// Watch GitSyncs of this namespace only; default: all namespaces.
     #[arg(long)]
     pub namespace: Option<String>,
@@ -180,6 +184,9 @@ pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
         }
         options.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
         options.engine.concurrency = args.apply_concurrency.max(1);
+        if let Some(bytes) = args.inventory_shard_bytes {
+            options.engine.inventory_shard_bytes = bytes.max(1024);
+        }
         options.config = Some(config);
         options.lockdown = headway_controller::tenancy::Lockdown {
             default_service_account: args.default_service_account.clone(),

@@ -2,11 +2,12 @@
 //! cluster, the bystander, and the counts each scenario's figures are made of.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use headway_tests::controller::{ControllerProcess, ControllerSpec};
-use headway_tests::faults::FaultCluster;
+use headway_tests::faults::{FaultCluster, Toxiproxy};
 use headway_tests::git::Upstream;
 use headway_tests::{TestNamespace, wait_for};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -54,6 +55,27 @@ impl Controller {
             .map(Controller)
     }
 
+    /// As `identity`, with more arguments.
+    pub fn start_args(
+        kubeconfig: &Path,
+        ns: &str,
+        dir: &Path,
+        identity: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Controller> {
+        ControllerSpec::new(env!("CARGO_BIN_EXE_headway"), dir, identity)
+            .kubeconfig(kubeconfig)
+            .namespace(ns)
+            .args(args.iter().copied())
+            .start()
+            .map(Controller)
+    }
+
+    /// SIGKILL: nothing is finished or released.
+    pub fn kill(&mut self) {
+        self.0.kill();
+    }
+
     pub fn log_text(&self) -> String {
         self.0.log_text()
     }
@@ -62,6 +84,30 @@ impl Controller {
     pub fn error_lines(&self) -> Vec<String> {
         self.0.error_lines()
     }
+}
+
+/// A kubeconfig (in `dir`) reaching the fault cluster's API server through the toxiproxy proxy
+/// `name`, created here.
+pub fn proxied_kubeconfig(
+    fc: &FaultCluster,
+    proxy: &Toxiproxy,
+    name: &str,
+    dir: &Path,
+) -> anyhow::Result<PathBuf> {
+    let api_port = fc
+        .cluster
+        .config
+        .cluster_url
+        .port_u16()
+        .context("the API server's port")?;
+    let port = proxy.proxy(name, api_port)?;
+    let text = std::fs::read_to_string(&fc.kubeconfig)?.replace(
+        &format!("127.0.0.1:{api_port}"),
+        &format!("127.0.0.1:{port}"),
+    );
+    let path = dir.join(format!("kubeconfig-{name}"));
+    std::fs::write(&path, text)?;
+    Ok(path)
 }
 
 /// A ConfigMap Headway did not create, in the sync's namespace: it must stay untouched.
