@@ -9,6 +9,7 @@
 pub mod charts;
 pub mod faults;
 pub mod git;
+pub mod identity;
 pub mod process;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -304,7 +304,12 @@ fn state_registry(syncs: &[Arc<GitSync>]) -> Registry {
 /// `GET /metrics`.
 pub async fn handler(State(state): State<AppState>) -> Response {
     let syncs = state.inner.syncs.list();
-    let leader = state.inner.config.leadership.as_ref().map(|l| l.is_leader());
+    let leader = state
+        .inner
+        .config
+        .leadership
+        .as_ref()
+        .map(|l| l.is_leader());
     match state.inner.metrics.encode(&syncs, leader) {
         Ok(text) => {
             let mut response = text.into_response();
