@@ -82,16 +82,17 @@ pub fn token_kubeconfig(server: &str, ca_pem: &str, token: &str, namespace: &str
     serde_json::to_string_pretty(&config).expect("a JSON value serialises")
 }
 
-/// Requests a token for ServiceAccount `namespace/name` and writes a kubeconfig with only that
-/// token and the server and CA of `config` to `path` (mode 0600). Returns the token.
+/// Requests a token for ServiceAccount `namespace/name`, valid for `ttl`, and writes a
+/// kubeconfig with only that token and the server and CA of `config` to `path` (mode 0600).
+/// Returns the token.
 pub async fn write_service_account_kubeconfig(
     client: &Client,
     config: &Config,
-    namespace: &str,
-    name: &str,
+    (namespace, name): (&str, &str),
+    ttl: Duration,
     path: &Path,
 ) -> anyhow::Result<String> {
-    let token = request_token(client, namespace, name, Duration::from_secs(3600)).await?;
+    let token = request_token(client, namespace, name, ttl).await?;
     let server = config.cluster_url.to_string();
     let text = token_kubeconfig(
         server.trim_end_matches('/'),

@@ -282,8 +282,14 @@ async fn the_chart_installs_and_its_identity_runs_the_controller() -> anyhow::Re
     // The controller as the chart's ServiceAccount, with the chart's command line.
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
-    write_service_account_kubeconfig(&client, &cluster.config, &ns.name, &fullname, &kubeconfig)
-        .await?;
+    write_service_account_kubeconfig(
+        &client,
+        &cluster.config,
+        (&ns.name, &fullname),
+        Duration::from_secs(3600),
+        &kubeconfig,
+    )
+    .await?;
     let identity = format!("{fullname}-0");
     let args = controller_args(&manifests, &ns.name, &identity, &dir.path().join("cache"));
     assert!(
