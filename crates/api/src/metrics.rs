@@ -328,3 +328,55 @@ pub async fn handler(State(state): State<AppState>) -> Response {
             .into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sync(name: &str, ready: Option<&str>) -> Arc<GitSync> {
+        let conditions: Vec<serde_json::Value> = ready
+            .map(|status| {
+                serde_json::json!({"type": "Ready", "status": status, "reason": "R", "message": "",
+                                   "lastTransitionTime": "2026-01-01T00:00:00Z"})
+            })
+            .into_iter()
+            .collect();
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "headway.dev/v1alpha1", "kind": "GitSync",
+                "metadata": {"name": name, "namespace": "apps"},
+                "spec": {"repository": {"url": "https://git.example.com/r.git"}},
+                "status": {"conditions": conditions},
+            }))
+            .expect("a GitSync"),
+        )
+    }
+
+    #[test]
+    fn ready_and_leader_gauges() {
+        let metrics = Metrics::new();
+        let syncs = [
+            sync("up", Some("True")),
+            sync("down", Some("False")),
+            sync("new", None),
+        ];
+        let text = metrics.encode(&syncs, Some(true)).unwrap();
+        assert!(
+            text.contains("headway_sync_ready{sync=\"apps/up\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("headway_sync_ready{sync=\"apps/down\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("apps/new"),
+            "no condition, no sample: {text}"
+        );
+        assert!(text.contains("\nheadway_leader 1\n"), "{text}");
+        let text = metrics.encode(&syncs, Some(false)).unwrap();
+        assert!(text.contains("\nheadway_leader 0\n"), "{text}");
+        let text = metrics.encode(&syncs, None).unwrap();
+        assert!(!text.contains("headway_leader"), "{text}");
+    }
+}
