@@ -324,11 +324,28 @@ async fn the_chart_installs_and_its_identity_runs_the_controller() -> anyhow::Re
             .context("the repository's ConfigMap")?["value"],
         "yes"
     );
-    let events = events_of(&client, &ns.name, &release).await?;
+    let events = wait_for(
+        "an Event of the controller about its GitSync",
+        Duration::from_secs(30),
+        || {
+            let (client, ns, release) = (client.clone(), ns.name.clone(), release.clone());
+            async move {
+                let events = events_of(&client, &ns, &release).await?;
+                Ok(if events.is_empty() {
+                    Err("none".to_string())
+                } else {
+                    Ok(events)
+                })
+            }
+        },
+    )
+    .await
+    .with_context(|| format!("controller log:\n{}", log_text()))?;
     assert!(
-        !events.is_empty(),
-        "the controller wrote no Event for its GitSync:\n{}",
-        log_text()
+        events
+            .iter()
+            .any(|(_, _, _, instance)| instance == &identity),
+        "Events written by {identity}: {events:?}"
     );
     // The Lease, in the release namespace, held by this process.
     let leases: Api<Lease> = ns.api();
