@@ -79,7 +79,6 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
 fn story(cluster: &Cluster, dir: &Path) -> anyhow::Result<()> {
     let paths = &cluster.paths;
     let tools = Tools::new(cluster, dir);
-    println!("demo: building headway...");
     let headway = crate::bench::build_headway(paths, false)?;
 
     // 1. The repository: examples/demo, its GitSyncs pointing at the served URL.
@@ -268,9 +267,10 @@ fn story(cluster: &Cluster, dir: &Path) -> anyhow::Result<()> {
     println!(
         "\ndemo: left running: headway controller (pid {controller_pid}, page http://127.0.0.1:{port}/), \
          git daemon (pid {daemon_pid}), {cluster_note}.\n\
-         demo: try `KUBECONFIG={} headway status -n {NAMESPACE}`, or delete a Deployment and watch it come back.\n\
+         demo: try `KUBECONFIG={} {} status -n {NAMESPACE}`, or delete a Deployment and watch it come back.\n\
          demo: stop everything: {}",
         paths.kubeconfig().display(),
+        headway.display(),
         down_command(cluster)
     );
     Ok(())
