@@ -10,6 +10,7 @@ pub mod charts;
 pub mod controller;
 pub mod faults;
 pub mod git;
+pub mod identity;
 pub mod process;
 
 use std::sync::atomic::{AtomicU32, Ordering};

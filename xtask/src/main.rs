@@ -33,8 +33,9 @@ enum Task {
         #[command(flatten)]
         opts: cluster::Options,
     },
-    /// The recovery story on the local cluster: a git repository, the controller, a GitSync, a
-    /// disaster and a timed rebuild.
+    /// The recovery story on a local cluster: a git repository made from examples/demo, the chart
+    /// installed, the controller as the chart's identity, a disaster and a timed rebuild
+    /// (`--down` stops and removes it all).
     Demo(demo::Options),
     /// Benchmarks, each against a baseline measured in the same run.
     Bench {

@@ -58,6 +58,9 @@ pub struct Config {
     pub body_limit: usize,
     /// Smallest gap between two webhook sync requests of one GitSync.
     pub coalesce_gap: Duration,
+    /// Whether this replica holds the leader Lease (`headway_leader` in `/metrics`); `None`:
+    /// the gauge is not served.
+    pub leadership: Option<headway_controller::Leadership>,
 }
 
 impl Default for Config {
@@ -66,6 +69,7 @@ impl Default for Config {
             webhook_secret: None,
             body_limit: DEFAULT_BODY_LIMIT,
             coalesce_gap: Duration::from_secs(1),
+            leadership: None,
         }
     }
 }
@@ -79,6 +83,10 @@ impl std::fmt::Debug for Config {
             )
             .field("body_limit", &self.body_limit)
             .field("coalesce_gap", &self.coalesce_gap)
+            .field(
+                "leadership",
+                &self.leadership.as_ref().map(|l| l.is_leader()),
+            )
             .finish()
     }
 }

@@ -166,11 +166,27 @@ impl Metrics {
         });
     }
 
-    /// The OpenMetrics text: the recorded metrics and the state of `syncs`.
-    pub fn encode(&self, syncs: &[Arc<GitSync>]) -> Result<String, std::fmt::Error> {
+    /// The OpenMetrics text: the recorded metrics, the state of `syncs`, and whether this
+    /// replica leads (`leader`, when known).
+    pub fn encode(
+        &self,
+        syncs: &[Arc<GitSync>],
+        leader: Option<bool>,
+    ) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         encode_registry(&mut out, &self.registry)?;
         encode_registry(&mut out, &state_registry(syncs))?;
+        if let Some(leader) = leader {
+            let gauge = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+            gauge.set(i64::from(leader));
+            let mut registry = Registry::with_prefix("headway");
+            registry.register(
+                "leader",
+                "Whether this replica holds the leader Lease and runs the syncs (1) or waits (0)",
+                gauge,
+            );
+            encode_registry(&mut out, &registry)?;
+        }
         encode_eof(&mut out)?;
         Ok(out)
     }
@@ -192,6 +208,7 @@ fn label<T: serde::Serialize>(value: &T) -> String {
 /// Per-sync gauges from the cache.
 fn state_registry(syncs: &[Arc<GitSync>]) -> Registry {
     let revision = Family::<Labels, Gauge>::default();
+    let ready = Family::<Labels, Gauge>::default();
     let objects = Family::<Labels, Gauge>::default();
     let drifted = Family::<Labels, Gauge>::default();
     let last_rebuild_duration = Family::<Labels, Gauge<f64, AtomicU64>>::default();
@@ -203,6 +220,11 @@ fn state_registry(syncs: &[Arc<GitSync>]) -> Registry {
             s.metadata.name.as_deref().unwrap_or_default()
         );
         let Some(status) = &s.status else { continue };
+        if let Some(c) = status.conditions.iter().find(|c| c.type_ == "Ready") {
+            ready
+                .get_or_create(&vec![("sync".into(), sync.clone())])
+                .set(i64::from(c.status == "True"));
+        }
         if let Some(r) = &status.last_applied_revision {
             revision
                 .get_or_create(&vec![
@@ -251,6 +273,11 @@ fn state_registry(syncs: &[Arc<GitSync>]) -> Registry {
         revision,
     );
     registry.register(
+        "sync_ready",
+        "Whether each sync's Ready condition is True (1) or not (0: failing, or still reconciling)",
+        ready,
+    );
+    registry.register(
         "objects",
         "Objects of each sync's applied revision, by health (kstatus)",
         objects,
@@ -277,7 +304,13 @@ fn state_registry(syncs: &[Arc<GitSync>]) -> Registry {
 /// `GET /metrics`.
 pub async fn handler(State(state): State<AppState>) -> Response {
     let syncs = state.inner.syncs.list();
-    match state.inner.metrics.encode(&syncs) {
+    let leader = state
+        .inner
+        .config
+        .leadership
+        .as_ref()
+        .map(|l| l.is_leader());
+    match state.inner.metrics.encode(&syncs, leader) {
         Ok(text) => {
             let mut response = text.into_response();
             response.headers_mut().insert(
@@ -293,5 +326,57 @@ pub async fn handler(State(state): State<AppState>) -> Response {
             "encoding metrics failed\n",
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sync(name: &str, ready: Option<&str>) -> Arc<GitSync> {
+        let conditions: Vec<serde_json::Value> = ready
+            .map(|status| {
+                serde_json::json!({"type": "Ready", "status": status, "reason": "R", "message": "",
+                                   "lastTransitionTime": "2026-01-01T00:00:00Z"})
+            })
+            .into_iter()
+            .collect();
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "headway.dev/v1alpha1", "kind": "GitSync",
+                "metadata": {"name": name, "namespace": "apps"},
+                "spec": {"repository": {"url": "https://git.example.com/r.git"}},
+                "status": {"conditions": conditions},
+            }))
+            .expect("a GitSync"),
+        )
+    }
+
+    #[test]
+    fn ready_and_leader_gauges() {
+        let metrics = Metrics::new();
+        let syncs = [
+            sync("up", Some("True")),
+            sync("down", Some("False")),
+            sync("new", None),
+        ];
+        let text = metrics.encode(&syncs, Some(true)).unwrap();
+        assert!(
+            text.contains("headway_sync_ready{sync=\"apps/up\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("headway_sync_ready{sync=\"apps/down\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("apps/new"),
+            "no condition, no sample: {text}"
+        );
+        assert!(text.contains("\nheadway_leader 1\n"), "{text}");
+        let text = metrics.encode(&syncs, Some(false)).unwrap();
+        assert!(text.contains("\nheadway_leader 0\n"), "{text}");
+        let text = metrics.encode(&syncs, None).unwrap();
+        assert!(!text.contains("headway_leader"), "{text}");
     }
 }

@@ -119,6 +119,7 @@ async fn start_api(
     args: &ControllerArgs,
     client: kube::Client,
     bus: headway_controller::progress::Bus,
+    leadership: headway_controller::Leadership,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let webhook_secret = match &args.webhook_secret_file {
         Some(path) => {
@@ -139,6 +140,7 @@ async fn start_api(
     tokio::spawn(reflector);
     let config = headway_api::Config {
         webhook_secret,
+        leadership: Some(leadership),
         ..Default::default()
     };
     let state = headway_api::AppState::new(client, syncs, bus, config);
@@ -194,7 +196,8 @@ pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
         };
         let bus = headway_controller::progress::Bus::new(4096);
         options.progress = Some(bus.clone());
-        let api = start_api(&args, client.clone(), bus).await?;
+        let (leader_tx, leader_rx) = tokio::sync::watch::channel(false);
+        let api = start_api(&args, client.clone(), bus, leader_rx.into()).await?;
         tracing::info!(
             identity = %options.identity,
             lease = %format!("{}/{}", options.lease_namespace, options.lease_name),
@@ -207,7 +210,7 @@ pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
             "headway controller starting"
         );
         let lease_namespace = options.lease_namespace.clone();
-        let result = headway_controller::run(client, options, termination(), None).await;
+        let result = headway_controller::run(client, options, termination(), Some(leader_tx)).await;
         api.abort();
         if let Err(e) = result {
             let e = anyhow::Error::from(e);

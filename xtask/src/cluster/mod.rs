@@ -68,6 +68,11 @@ impl Cluster {
         }
     }
 
+    /// The first of the cluster's six ports.
+    pub fn port_base(&self) -> u16 {
+        self.port_base
+    }
+
     fn apiserver_port(&self) -> u16 {
         self.port_base
     }
