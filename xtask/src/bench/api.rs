@@ -57,6 +57,10 @@ pub struct Params {
     /// Allow running against the shared cluster on port 16443.
     #[arg(long)]
     pub allow_shared_cluster: bool,
+    /// Run this `headway` binary instead of building one (e.g. to compare two builds in turn
+    /// under the same machine load).
+    #[arg(long, value_name = "PATH")]
+    pub headway: Option<std::path::PathBuf>,
 }
 
 const NAMESPACE: &str = "headway-bench-api";
@@ -69,7 +73,10 @@ pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
         params.objects >= 1 && params.clients >= 1 && params.pushes >= 1,
         "bad parameters {params:?}"
     );
-    let headway = super::build_headway(paths, !params.debug)?;
+    let headway = match &params.headway {
+        Some(path) => path.clone(),
+        None => super::build_headway(paths, !params.debug)?,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -496,10 +503,10 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     println!();
     println!(
         "`headway controller` ({}) with its HTTP API on loopback, one GitSync of {} ConfigMaps:",
-        if params.debug {
-            "debug build"
-        } else {
-            "release"
+        match &params.headway {
+            Some(path) => path.display().to_string(),
+            None if params.debug => "debug build".into(),
+            None => "release".into(),
         },
         params.objects
     );
