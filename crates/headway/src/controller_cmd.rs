@@ -135,6 +135,10 @@ async fn start_api(
         }
         None => None,
     };
+    // Bound first: an address in use stops the controller before it starts anything.
+    let (address, listener) = headway_api::bind(args.http_address)
+        .await
+        .map_err(|e| http_address_error(args.http_address, e))?;
     let (syncs, reflector) =
         headway_controller::view::Syncs::start(client.clone(), args.namespace.clone());
     tokio::spawn(reflector);
@@ -144,13 +148,30 @@ async fn start_api(
         ..Default::default()
     };
     let state = headway_api::AppState::new(client, syncs, bus, config);
-    let (address, listener) = headway_api::bind(args.http_address).await?;
     tracing::info!(%address, "HTTP API listening");
     Ok(tokio::spawn(async move {
         if let Err(e) = headway_api::serve(listener, state, std::future::pending()).await {
             tracing::error!(error = %e, "HTTP API stopped");
         }
     }))
+}
+
+/// The error of an `--http-address` that cannot be listened on, naming the flag and the address.
+fn http_address_error(address: std::net::SocketAddr, e: headway_api::ServeError) -> anyhow::Error {
+    match e {
+        headway_api::ServeError::Bind { source, .. }
+            if source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            anyhow::anyhow!(
+                "--http-address {address}: the address is already in use (another process listens on it); stop that process or pass another --http-address (127.0.0.1:0 picks a free port)"
+            )
+        }
+        headway_api::ServeError::Bind { source, .. } => {
+            anyhow::anyhow!("--http-address {address}: cannot listen there: {source}")
+        }
+        other => anyhow::Error::from(other)
+            .context(format!("serving the HTTP API on --http-address {address}")),
+    }
 }
 
 /// Whether `error` says that the Lease's namespace does not exist: the API server answers a

@@ -227,3 +227,58 @@ async fn a_missing_lease_namespace_is_one_line() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `headway controller` whose `--http-address` is taken exits at once with an error naming the
+/// flag and the address. No cluster needed: the address is bound before anything is contacted
+/// (the kubeconfig points where nothing listens).
+#[test]
+fn controller_exits_when_the_http_address_is_in_use() -> anyhow::Result<()> {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: nowhere\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: nowhere\n  context:\n    cluster: nowhere\n    user: nobody\ncurrent-context: nowhere\nusers:\n- name: nobody\n  user:\n    token: none\n",
+    )?;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = taken.local_addr()?.to_string();
+    let stderr = dir.path().join("stderr");
+    let mut child = headway_tests::process::Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_headway"))
+            .arg("controller")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--http-address", &address, "--identity", "t"])
+            .args(["--log-format", "text"])
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr)?),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "headway controller still runs 30 s after failing to bind {address}:\n{}",
+            std::fs::read_to_string(&stderr).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(&stderr)?;
+    assert_eq!(status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: --http-address ")
+            && last.contains(&address)
+            && last.contains("already in use"),
+        "{err}"
+    );
+    drop(taken);
+    Ok(())
+}

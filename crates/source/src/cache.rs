@@ -6,7 +6,9 @@
 //! - `lock`: held (advisory file lock) while a fetch uses the entry, across threads and processes;
 //! - `repo.git/`: bare, shallow repository; deleted and fetched again when found corrupted;
 //! - `trees/<sha>/`: immutable checkouts, written under `trees/.tmp-*` then renamed;
-//!   the newest [`FetchOptions::keep_trees`] are kept.
+//!   the newest [`FetchOptions::keep_trees`] are kept (older ones are removed after the fetch
+//!   has returned its revision). Files unchanged since the newest previous checkout (same path,
+//!   blob and mode) are hard links to it, so a small push writes only what it changed.
 //!
 //! The key is a hash of the URL and of the credentials' identity, so sources with different
 //! credentials never share objects: a commit fetched with one token is not served to a source
@@ -101,7 +103,9 @@ impl Cache {
         std::thread::Builder::new()
             .name("headway-fetch".into())
             .spawn(move || {
-                let _ = tx.send(job.run());
+                job.run(|result| {
+                    let _ = tx.send(result);
+                });
             })
             .map_err(|e| cache_err(&self.root, e))?;
         let timeout = || SourceError::Timeout {
@@ -197,10 +201,32 @@ struct Job {
 }
 
 impl Job {
-    fn run(&self) -> Result<Revision, Failure> {
-        fs::create_dir_all(self.entry.join("trees")).map_err(|e| cache_err(&self.entry, e))?;
-        let _lock = self.lock()?;
+    /// Fetches and checks out, hands the result to `deliver`, then (still holding the entry's
+    /// lock, so that no concurrent fetch is handed a tree being removed) removes the checkouts
+    /// beyond [`FetchOptions::keep_trees`]: the caller does not wait for that.
+    fn run(&self, deliver: impl FnOnce(Result<Revision, Failure>)) {
+        if let Err(e) = fs::create_dir_all(self.entry.join("trees")) {
+            deliver(Err(cache_err(&self.entry, e).into()));
+            return;
+        }
+        let lock = match self.lock() {
+            Ok(lock) => lock,
+            Err(f) => {
+                deliver(Err(f));
+                return;
+            }
+        };
         self.clean_temporaries();
+        let result = self.fetch_locked();
+        let current = result.as_ref().ok().map(|r| r.tree_dir.clone());
+        deliver(result);
+        if let Some(current) = current {
+            self.prune_trees(&current);
+        }
+        drop(lock);
+    }
+
+    fn fetch_locked(&self) -> Result<Revision, Failure> {
         let mut recovered_from = None;
         loop {
             match self.attempt() {
@@ -306,7 +332,8 @@ impl Job {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0);
             let tmp = trees.join(format!(".tmp-{sha}-{}-{nanos}", std::process::id()));
-            if let Err(e) = tree::write(&repo, &plan, &tmp) {
+            let previous = self.previous_tree(&repo, &tree_dir);
+            if let Err(e) = tree::write(&repo, &plan, &tmp, previous.as_ref()) {
                 let _ = fs::remove_dir_all(&tmp);
                 return Err(tree_failure(e));
             }
@@ -314,7 +341,6 @@ impl Job {
         } else if let Ok(f) = fs::File::open(&tree_dir) {
             let _ = f.set_modified(SystemTime::now()); // newest: pruned last
         }
-        self.prune_trees(&tree_dir);
 
         let author = commit.author();
         let mut warnings = plan.warnings.clone();
@@ -386,6 +412,30 @@ impl Job {
             Some(e) => format!("cannot connect to {target}: {e}"),
             None => format!("{} resolves to no address", self.url.host),
         }))
+    }
+
+    /// The newest checkout other than `current` whose commit is in `repo` (to link unchanged
+    /// files from); `None` when there is none.
+    fn previous_tree<'r>(
+        &self,
+        repo: &'r Repository,
+        current: &Path,
+    ) -> Option<tree::Previous<'r>> {
+        let dir = fs::read_dir(self.entry.join("trees")).ok()?;
+        let mut trees: Vec<(SystemTime, PathBuf, git2::Oid)> = dir
+            .flatten()
+            .filter(|e| e.path() != current)
+            .filter_map(|e| {
+                let oid = git2::Oid::from_str(e.file_name().to_str()?).ok()?;
+                let t = e.metadata().and_then(|m| m.modified()).ok()?;
+                Some((t, e.path(), oid))
+            })
+            .collect();
+        trees.sort_by_key(|t| std::cmp::Reverse(t.0));
+        trees.into_iter().find_map(|(_, dir, oid)| {
+            let tree = repo.find_commit(oid).ok()?.tree().ok()?;
+            Some(tree::Previous { dir, tree })
+        })
     }
 
     /// Keeps the newest `keep_trees` checkouts (always including `current`).

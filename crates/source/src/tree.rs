@@ -3,7 +3,10 @@
 //! size and file-count limits are checked from object headers before a single file is written.
 //!
 //! Objects are written directly from the object database, so the cache repository stays bare
-//! and the checkout holds no `.git`.
+//! and the checkout holds no `.git`. A file whose blob and mode are the same as in a previous
+//! checkout of the same cache entry is hard-linked from it instead of written: checkouts are
+//! immutable, and a push that changes one file of a thousand then creates one new file, not a
+//! thousand (creating files, not copying bytes, is what costs).
 
 use std::collections::HashMap;
 use std::fs;
@@ -11,6 +14,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use git2::{ObjectType, Oid, Repository, Tree};
+use tracing::debug;
 
 use crate::error::SourceError;
 use crate::types::Limits;
@@ -32,7 +36,7 @@ impl From<git2::Error> for TreeFailure {
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    File { executable: bool },
+    File { executable: bool, size: u64 },
     Symlink,
 }
 
@@ -40,7 +44,16 @@ enum Kind {
 struct Entry {
     path: String,
     oid: Oid,
+    /// The git file mode (`0o100644`, ...).
+    mode: i32,
     kind: Kind,
+}
+
+/// A checkout written earlier from the same repository: the files it shares with the new tree
+/// (same path, blob and mode) are hard-linked from it.
+pub(crate) struct Previous<'r> {
+    pub dir: std::path::PathBuf,
+    pub tree: Tree<'r>,
 }
 
 /// A checked tree, ready to be written.
@@ -138,6 +151,7 @@ fn walk(
                     plan.bytes += size as u64;
                     Kind::File {
                         executable: mode == 0o100755,
+                        size: size as u64,
                     }
                 };
                 if plan.bytes > limits.max_bytes {
@@ -149,6 +163,7 @@ fn walk(
                 plan.entries.push(Entry {
                     path,
                     oid: entry.id(),
+                    mode,
                     kind,
                 });
             }
@@ -205,8 +220,14 @@ fn escapes(links: &HashMap<String, String>, path: &str, target: &str) -> bool {
     false
 }
 
-/// Writes a checked tree into `dest` (which must not exist).
-pub(crate) fn write(repo: &Repository, plan: &Plan, dest: &Path) -> Result<(), TreeFailure> {
+/// Writes a checked tree into `dest` (which must not exist); files unchanged since `previous`
+/// are hard-linked from it. Returns the number of files linked.
+pub(crate) fn write(
+    repo: &Repository,
+    plan: &Plan,
+    dest: &Path,
+    previous: Option<&Previous<'_>>,
+) -> Result<usize, TreeFailure> {
     let io = |path: &Path, e: std::io::Error| {
         TreeFailure::Io(SourceError::Cache {
             path: path.to_path_buf(),
@@ -219,6 +240,7 @@ pub(crate) fn write(repo: &Repository, plan: &Plan, dest: &Path) -> Result<(), T
         fs::create_dir(&p).map_err(|e| io(&p, e))?;
     }
     let odb = repo.odb()?;
+    let mut linked = 0;
     for entry in &plan.entries {
         let p = dest.join(&entry.path);
         match entry.kind {
@@ -226,7 +248,11 @@ pub(crate) fn write(repo: &Repository, plan: &Plan, dest: &Path) -> Result<(), T
                 let target = &plan.links[&entry.path];
                 symlink(target, &p).map_err(|e| io(&p, e))?;
             }
-            Kind::File { executable } => {
+            Kind::File { executable, size } => {
+                if previous.is_some_and(|prev| link_unchanged(prev, entry, executable, size, &p)) {
+                    linked += 1;
+                    continue;
+                }
                 let object = odb.read(entry.oid)?;
                 let mut options = fs::OpenOptions::new();
                 options.write(true).create_new(true);
@@ -242,7 +268,44 @@ pub(crate) fn write(repo: &Repository, plan: &Plan, dest: &Path) -> Result<(), T
             }
         }
     }
-    Ok(())
+    debug!(dest = %dest.display(), files = plan.entries.len(), linked, "tree written");
+    Ok(linked)
+}
+
+/// Hard-links `entry` from the previous checkout when it is the same blob with the same mode
+/// there, and the file there is still a regular file of the blob's size with the same
+/// executable bit (checkouts are never modified, so this guards against outside tampering
+/// only). Any doubt or error: `false`, and the file is written.
+fn link_unchanged(
+    previous: &Previous<'_>,
+    entry: &Entry,
+    executable: bool,
+    size: u64,
+    dest: &Path,
+) -> bool {
+    let Ok(old) = previous.tree.get_path(Path::new(&entry.path)) else {
+        return false;
+    };
+    if old.id() != entry.oid || old.filemode() != entry.mode {
+        return false;
+    }
+    let source = previous.dir.join(&entry.path);
+    let Ok(meta) = fs::symlink_metadata(&source) else {
+        return false;
+    };
+    if !meta.file_type().is_file() || meta.len() != size {
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if (meta.permissions().mode() & 0o111 != 0) != executable {
+            return false;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = executable;
+    fs::hard_link(&source, dest).is_ok()
 }
 
 #[cfg(unix)]

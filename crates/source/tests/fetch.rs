@@ -673,3 +673,66 @@ fn secrets_never_in_debug() {
     };
     assert!(!format!("{basic:?}").contains("hunter2"));
 }
+
+#[cfg(unix)]
+#[test]
+fn unchanged_files_are_linked_from_the_previous_checkout() {
+    use std::os::unix::fs::MetadataExt as _;
+    if !enabled("unchanged_files_are_linked_from_the_previous_checkout") {
+        return;
+    }
+    let up = Upstream::new();
+    up.write("a/same.yaml", "same: 1\n")
+        .write("changed.yaml", "v: 1\n")
+        .write("mode.sh", "#!/bin/sh\n")
+        .write("tampered.yaml", "t: 1\n");
+    up.commit("first");
+    let (_daemon, url) = git_daemon(&up);
+    let (_d, cache) = new_cache();
+    let source = branch(&url, "main");
+    let first = cache.fetch(&source, &opts()).unwrap();
+
+    up.write("changed.yaml", "v: 2\n");
+    std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(up.work.join("mode.sh"))
+        .status()
+        .unwrap();
+    up.commit("second");
+    // A hand edit of the old checkout (never done by Headway) is not propagated.
+    fs::write(first.tree_dir.join("tampered.yaml"), "t: 1 edited\n").unwrap();
+    let second = cache.fetch(&source, &opts()).unwrap();
+    assert_ne!(first.tree_dir, second.tree_dir);
+
+    let inode = |rev: &headway_source::Revision, path: &str| {
+        fs::metadata(rev.tree_dir.join(path)).unwrap().ino()
+    };
+    assert_eq!(
+        inode(&first, "a/same.yaml"),
+        inode(&second, "a/same.yaml"),
+        "an unchanged file is a link to the previous checkout's"
+    );
+    for path in ["changed.yaml", "mode.sh", "tampered.yaml"] {
+        assert_ne!(
+            inode(&first, path),
+            inode(&second, path),
+            "{path} written anew"
+        );
+    }
+    assert_eq!(read(&second, "a/same.yaml"), "same: 1\n");
+    assert_eq!(read(&second, "changed.yaml"), "v: 2\n");
+    assert_eq!(read(&second, "tampered.yaml"), "t: 1\n");
+    assert_eq!(
+        read(&first, "changed.yaml"),
+        "v: 1\n",
+        "the old checkout is intact"
+    );
+    let mode = fs::metadata(second.tree_dir.join("mode.sh"))
+        .unwrap()
+        .mode();
+    assert_eq!(
+        mode & 0o111,
+        0o111,
+        "the mode change is in the new checkout"
+    );
+}

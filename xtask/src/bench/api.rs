@@ -29,8 +29,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::CustomResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::Value;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::gitserve::{GitDaemon, git};
 use crate::paths::Paths;
@@ -56,6 +57,10 @@ pub struct Params {
     /// Allow running against the shared cluster on port 16443.
     #[arg(long)]
     pub allow_shared_cluster: bool,
+    /// Run this `headway` binary instead of building one (e.g. to compare two builds in turn
+    /// under the same machine load).
+    #[arg(long, value_name = "PATH")]
+    pub headway: Option<std::path::PathBuf>,
 }
 
 const NAMESPACE: &str = "headway-bench-api";
@@ -68,7 +73,10 @@ pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
         params.objects >= 1 && params.clients >= 1 && params.pushes >= 1,
         "bad parameters {params:?}"
     );
-    let headway = super::build_headway(paths, !params.debug)?;
+    let headway = match &params.headway {
+        Some(path) => path.clone(),
+        None => super::build_headway(paths, !params.debug)?,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -129,6 +137,119 @@ async fn http(
         .context("no status line")?
         .parse()
         .context("status code")
+}
+
+/// Progress events of the controller's event stream, each with the moment it arrived here.
+type Arrivals = Arc<std::sync::Mutex<Vec<(Instant, Value)>>>;
+
+/// Reads `GET /api/v1/events` until the connection ends, recording every progress event.
+async fn record_events(address: SocketAddr, into: Arrivals) -> anyhow::Result<()> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    // The write half stays open for as long as the stream is read.
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(
+            format!(
+                "GET /api/v1/events HTTP/1.0\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
+    let mut lines = tokio::io::BufReader::new(read).lines();
+    while let Some(line) = lines.next_line().await? {
+        if let Some(data) = line.strip_prefix("data:")
+            && let Ok(v) = serde_json::from_str::<Value>(data.trim())
+        {
+            into.lock().expect("arrivals").push((Instant::now(), v));
+        }
+    }
+    Ok(())
+}
+
+/// When one push was sent, answered and seen applied.
+#[derive(Debug, Clone, Copy)]
+struct PushTimes {
+    sent: Instant,
+    answered: Instant,
+    seen: Instant,
+}
+
+/// Where the time of one push went, from the progress events of the run it caused.
+#[derive(Debug, Default, Clone)]
+struct Breakdown {
+    /// Webhook POST until its 202.
+    webhook: Duration,
+    /// 202 until the run started (annotation watch event, work queue, reconcile's GET, the
+    /// "started" status write).
+    pickup: Option<Duration>,
+    fetch: Option<Duration>,
+    render: Option<Duration>,
+    /// Render finished until the first apply stage started (preparing the set, reading the
+    /// inventory).
+    prepare: Option<Duration>,
+    /// First apply stage started until the new value was seen by the watch.
+    apply: Option<Duration>,
+    /// The new value seen until the run finished (inventory write, health wait, status write).
+    after: Option<Duration>,
+}
+
+fn event_is(v: &Value, event: &str, stage: Option<&str>) -> bool {
+    v["event"] == event && stage.is_none_or(|s| v["stage"] == s)
+}
+
+fn seconds(v: &Value) -> Option<Duration> {
+    v["durationSeconds"].as_f64().map(Duration::from_secs_f64)
+}
+
+/// The breakdown of the push `times`, from the events that arrived before `until`.
+fn breakdown(times: &PushTimes, until: Option<Instant>, events: &[(Instant, Value)]) -> Breakdown {
+    let mut b = Breakdown {
+        webhook: times.answered.saturating_duration_since(times.sent),
+        ..Breakdown::default()
+    };
+    let ours = |v: &Value| v["sync"]["namespace"] == NAMESPACE && v["sync"]["name"] == SYNC;
+    let window: Vec<&(Instant, Value)> = events
+        .iter()
+        .filter(|(at, v)| *at >= times.sent && until.is_none_or(|u| *at < u) && ours(v))
+        .collect();
+    let Some((started_at, started)) = window
+        .iter()
+        .find(|(_, v)| event_is(v, "runStarted", None))
+        .copied()
+    else {
+        return b;
+    };
+    let run: Vec<&(Instant, Value)> = window
+        .into_iter()
+        .filter(|(_, v)| v["runId"] == started["runId"])
+        .collect();
+    let find = |event: &str, stage: Option<&str>| {
+        run.iter().find(|(_, v)| event_is(v, event, stage)).copied()
+    };
+    b.pickup = Some(started_at.saturating_duration_since(times.answered));
+    b.fetch = find("stageFinished", Some("fetch")).and_then(|(_, v)| seconds(v));
+    let rendered = find("stageFinished", Some("render"));
+    b.render = rendered.and_then(|(_, v)| seconds(v));
+    let applying = find("stageStarted", Some("apply"));
+    if let (Some((r, _)), Some((a, _))) = (rendered, applying) {
+        b.prepare = Some(a.saturating_duration_since(*r));
+    }
+    b.apply = applying.map(|(a, _)| times.seen.saturating_duration_since(*a));
+    b.after = find("runFinished", None).map(|(f, _)| f.saturating_duration_since(times.seen));
+    b
+}
+
+/// One stage's duration in a [`Breakdown`].
+type StageOf = fn(&Breakdown) -> Option<Duration>;
+
+/// The median of the values present, as text.
+fn median_of(values: impl Iterator<Item = Option<Duration>>) -> String {
+    let mut v: Vec<Duration> = values.flatten().collect();
+    if v.is_empty() {
+        return "n/a".into();
+    }
+    let n = v.len();
+    format!("{:.0?} ({n})", super::median(&mut v))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -316,11 +437,14 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
             }
         }
     });
+    let arrivals: Arrivals = Arc::default();
+    let recorder = tokio::spawn(record_events(address, arrivals.clone()));
     let body = serde_json::to_vec(&json!({
         "object_kind": "push", "ref": "refs/heads/main",
         "project": {"git_http_url": repo_url},
     }))?;
     let mut push_latencies = Vec::new();
+    let mut push_times = Vec::new();
     for i in 0..params.pushes {
         let value = format!("push-{i}");
         std::fs::write(work.join("config-0.yaml"), configmap(0, &value))?;
@@ -338,6 +462,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
             &body,
         )
         .await?;
+        let answered = Instant::now();
         ensure!(status == 202, "webhook answered {status}");
         let mut rx = seen_rx.clone();
         let at = tokio::time::timeout(Duration::from_secs(60), async {
@@ -356,9 +481,21 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("push {i}: the new value was not applied within 60 s"))?;
         push_latencies.push(at.saturating_duration_since(t0));
+        push_times.push(PushTimes {
+            sent: t0,
+            answered,
+            seen: at,
+        });
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     watch.abort();
+    recorder.abort();
+    let events = arrivals.lock().expect("arrivals").clone();
+    let breakdowns: Vec<Breakdown> = push_times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| breakdown(t, push_times.get(i + 1).map(|n| n.sent), &events))
+        .collect();
     push_latencies.sort();
 
     println!();
@@ -366,10 +503,10 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     println!();
     println!(
         "`headway controller` ({}) with its HTTP API on loopback, one GitSync of {} ConfigMaps:",
-        if params.debug {
-            "debug build"
-        } else {
-            "release"
+        match &params.headway {
+            Some(path) => path.display().to_string(),
+            None if params.debug => "debug build".into(),
+            None => "release".into(),
         },
         params.objects
     );
@@ -396,6 +533,38 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         percentile(&push_latencies, 0.9),
         push_latencies.last().copied().unwrap_or_default()
     );
+    println!();
+    println!(
+        "Where the time of a push goes (median over the pushes, from the progress events of \
+         `GET /api/v1/events`; in parentheses the pushes the stage was seen in):"
+    );
+    println!();
+    println!("| stage | median |");
+    println!("|---|---|");
+    let rows: [(&str, StageOf); 7] = [
+        (
+            "webhook POST to 202 (signature, match, annotation PATCH)",
+            |b| Some(b.webhook),
+        ),
+        (
+            "202 to run started (watch, queue, reconcile read, \"started\" status write)",
+            |b| b.pickup,
+        ),
+        ("fetch", |b| b.fetch),
+        ("render", |b| b.render),
+        (
+            "render done to apply started (prepare, inventory read)",
+            |b| b.prepare,
+        ),
+        ("apply started to new value seen by the watch", |b| b.apply),
+        (
+            "new value seen to run finished (inventory, wait, status; not in the latency)",
+            |b| b.after,
+        ),
+    ];
+    for (name, f) in rows {
+        println!("| {name} | {} |", median_of(breakdowns.iter().map(f)));
+    }
     println!();
     let p50 = percentile(&push_latencies, 0.5);
     println!(
