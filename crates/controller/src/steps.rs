@@ -7,7 +7,6 @@
 //! succeeded completely (only then does a `RenderedSet` exist).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use headway_apply::{
@@ -18,14 +17,15 @@ use headway_model::health::{Health, HealthStatus};
 use headway_model::{RenderedSet, SyncOwner};
 use headway_render::chart::{ChartCache, ChartRef, FetchChartOptions, ResolvedChart};
 use headway_render::{Capabilities, HelmOptions, RenderOptions, RenderType};
-use headway_source::{Cache, FetchOptions, GitRef, Revision, Source};
+use headway_source::{Cache, FetchOptions, Freshness, GitRef, Revision, Source};
 use tracing::warn;
 
 use crate::conditions::Reason;
 use crate::context::{Ctx, key_of};
 use crate::crd::{
-    DriftSummary, DriftedObject, EffectiveSpec, GitSync, MAX_DRIFT_FIELDS, MAX_DRIFT_LISTED,
-    MAX_UNHEALTHY_LISTED, ObjectCounts, StageTiming, UnhealthyObject,
+    ANNOTATION_SYNC_REQUESTED, DriftSummary, DriftedObject, EffectiveSpec, GitSync,
+    MAX_DRIFT_FIELDS, MAX_DRIFT_LISTED, MAX_UNHEALTHY_LISTED, ObjectCounts, StageTiming,
+    UnhealthyObject,
 };
 use crate::credentials::{chart_credentials, credentials};
 use crate::outcome::{Failure, HealthSummary, Outcome, RunResult};
@@ -71,7 +71,7 @@ async fn run(
     // Fetch.
     let t = Instant::now();
     tracker.stage_started(Stage::Fetch, None, None);
-    let fetched = match fetch(ctx, obj, spec, rebuild).await {
+    let fetched = match fetch(ctx, obj, spec, trigger, rebuild).await {
         // A remote chart is part of the source: resolved now, so its version is in the revision.
         Ok((revision, scratch)) => match fetch_chart(ctx, obj, spec).await {
             Ok(chart) => Ok((revision, scratch, chart)),
@@ -192,11 +192,28 @@ pub fn revision_name(reference: &GitRef, sha: &str) -> String {
     }
 }
 
+/// Which shared fetch results a run may use: a sync request (a webhook makes one too) only one
+/// that started after the request was made, any other run one within the reuse window.
+pub fn freshness(obj: &GitSync, trigger: Trigger) -> Freshness {
+    if trigger != Trigger::SyncRequested {
+        return Freshness::Recent;
+    }
+    let requested = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_SYNC_REQUESTED))
+        .and_then(|v| schedule::parse_time(v));
+    // Unreadable: the request is at most as old as this run.
+    Freshness::StartedAfter(requested.unwrap_or_else(SystemTime::now))
+}
+
 /// Fetch: the revision, and the scratch cache of a rebuild (to remove after rendering).
 async fn fetch(
     ctx: &Ctx,
     obj: &GitSync,
     spec: &EffectiveSpec,
+    trigger: Trigger,
     rebuild: bool,
 ) -> Result<(Revision, Option<PathBuf>), Failure> {
     let (ns, name) = key_of(obj);
@@ -207,22 +224,24 @@ async fn fetch(
         timeout: spec.timeout,
         ..FetchOptions::default()
     };
-    let (cache, scratch) = if rebuild {
-        // Bypass the cache: a fresh, empty one for this fetch only.
+    let result = if rebuild {
+        // Bypass the cache: a fresh, empty one for this fetch only, shared with nobody.
         let dir = ctx.cache_dir.join(format!(
             ".rebuild-{}",
             obj.metadata.uid.as_deref().unwrap_or(&name)
         ));
         let _ = std::fs::remove_dir_all(&dir);
         let cache = Cache::new(&dir).map_err(|e| Failure::at(Stage::Fetch, e.to_string(), true))?;
-        (Arc::new(cache), Some(dir))
+        let fetched = tokio::task::spawn_blocking(move || cache.fetch(&source, &options)).await;
+        (fetched, Some(dir))
     } else {
-        (ctx.cache.clone(), None)
+        let cache = ctx.cache.clone();
+        let freshness = freshness(obj, trigger);
+        let fetched =
+            tokio::task::spawn_blocking(move || cache.fetch(&source, &options, freshness)).await;
+        (fetched, None)
     };
-    let result = {
-        let cache = cache.clone();
-        tokio::task::spawn_blocking(move || cache.fetch(&source, &options)).await
-    };
+    let (result, scratch) = result;
     match result {
         Ok(Ok(r)) => Ok((r, scratch)),
         Ok(Err(e)) => {
