@@ -594,6 +594,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn only_a_sync_request_asks_for_a_fetch_newer_than_the_request() {
+        let mut obj = GitSync::new(
+            "s",
+            serde_json::from_value(serde_json::json!({"repository": {"url": "git://h/r"}}))
+                .unwrap(),
+        );
+        for trigger in [
+            Trigger::New,
+            Trigger::SpecChanged,
+            Trigger::Interval,
+            Trigger::Retry,
+            Trigger::Interrupted,
+        ] {
+            assert_eq!(freshness(&obj, trigger), Freshness::Recent, "{trigger:?}");
+        }
+        obj.metadata.annotations = Some(
+            [(
+                ANNOTATION_SYNC_REQUESTED.to_string(),
+                "2026-12-01T17:00:00.250Z".to_string(),
+            )]
+            .into(),
+        );
+        assert_eq!(
+            freshness(&obj, Trigger::SyncRequested),
+            Freshness::StartedAfter(schedule::parse_time("2026-12-01T17:00:00.250Z").unwrap())
+        );
+        // An unreadable request time: fresher than the run itself.
+        obj.metadata.annotations = Some(
+            [(ANNOTATION_SYNC_REQUESTED.to_string(), "soon".to_string())].into(),
+        );
+        let before = SystemTime::now();
+        match freshness(&obj, Trigger::SyncRequested) {
+            Freshness::StartedAfter(t) => assert!(t >= before),
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn id(group: &str, kind: &str, name: &str) -> ObjectRef {
         ObjectRef {
             group: group.into(),
