@@ -73,8 +73,8 @@ impl GitDaemon {
             }
         }
         command.arg(base);
-        let child = Guarded::spawn(&mut command)
-        .context("start git daemon (Debian package git)")?;
+        let child =
+            Guarded::spawn(&mut command).context("start git daemon (Debian package git)")?;
         let mut daemon = GitDaemon {
             child: Some(child),
             port,

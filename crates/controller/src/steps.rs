@@ -622,9 +622,8 @@ mod tests {
             Freshness::StartedAfter(schedule::parse_time("2026-12-01T17:00:00.250Z").unwrap())
         );
         // An unreadable request time: fresher than the run itself.
-        obj.metadata.annotations = Some(
-            [(ANNOTATION_SYNC_REQUESTED.to_string(), "soon".to_string())].into(),
-        );
+        obj.metadata.annotations =
+            Some([(ANNOTATION_SYNC_REQUESTED.to_string(), "soon".to_string())].into());
         let before = SystemTime::now();
         match freshness(&obj, Trigger::SyncRequested) {
             Freshness::StartedAfter(t) => assert!(t >= before),

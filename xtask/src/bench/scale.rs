@@ -26,6 +26,8 @@ use headway_controller::{RequestKind, RequestState, request_state};
 use headway_tests::process::Guarded;
 use kube::CustomResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, Store, reflector};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::json;
 
 use crate::gitserve::{GitDaemon, git};
@@ -43,6 +45,9 @@ pub struct Params {
     /// The controller's `--concurrency` (syncs at once); default: the controller's default.
     #[arg(long)]
     pub concurrency: Option<u16>,
+    /// Run this `headway` binary instead of building one (e.g. an older build, to compare).
+    #[arg(long)]
+    pub headway: Option<std::path::PathBuf>,
     /// Allow running against the shared cluster on port 16443.
     #[arg(long)]
     pub allow_shared_cluster: bool,
@@ -63,7 +68,10 @@ pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
         params.syncs >= 1 && params.objects >= 1,
         "bad parameters {params:?}"
     );
-    let headway = super::build_headway(paths, true)?;
+    let headway = match &params.headway {
+        Some(path) => path.clone(),
+        None => super::build_headway(paths, true)?,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -78,6 +86,9 @@ struct Phase {
     cpu_s: f64,
     fetches: usize,
     slowest: String,
+    /// API server requests by verb and resource (its `apiserver_request_total`), every client
+    /// of the cluster included; empty when `/metrics` could not be read.
+    requests: Vec<(String, u64)>,
 }
 
 async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
@@ -127,6 +138,12 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         api.list(&Default::default()).await?.items.is_empty(),
         "namespace {NAMESPACE} already has GitSyncs: delete them first"
     );
+    let (gitsyncs, writer) = reflector::store();
+    let follow = tokio::spawn(
+        reflector(writer, watcher(api.clone(), watcher::Config::default()))
+            .default_backoff()
+            .for_each(|_| async {}),
+    );
 
     let log = dir.path().join("controller.log");
     let mut command = Command::new(headway);
@@ -147,9 +164,13 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     let pid = controller.id();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle, _) = memory(pid)?;
-    println!("controller pid {pid}: {idle:.1} MiB resident before any GitSync");
+    let load_before = loadavg();
+    println!(
+        "controller pid {pid}: {idle:.1} MiB resident before any GitSync; load average {load_before}"
+    );
 
     // Phase 1: create everything, until all Ready.
+    let requests0 = api_requests();
     let cpu0 = cpu_seconds(pid)?;
     let created = Instant::now();
     futures::stream::iter(0..params.syncs)
@@ -180,7 +201,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         "{} GitSyncs created in {created_in:.1?}; waiting until all are Ready",
         params.syncs
     );
-    wait_all(&api, &mut controller, &log, params.syncs, |g| {
+    wait_all(&gitsyncs, &mut controller, &log, params.syncs, |g| {
         g.status
             .as_ref()
             .is_some_and(|s| headway_controller::conditions::is_true(&s.conditions, "Ready"))
@@ -188,7 +209,9 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     .await?;
     let wall = created.elapsed();
     let (rss, hwm) = memory(pid)?;
+    let requests1 = api_requests();
     let first = Phase {
+        requests: delta(&requests0, &requests1),
         wall,
         hwm_mib: hwm,
         rss_mib: rss,
@@ -223,13 +246,14 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         .buffer_unordered(CLIENT_CONCURRENCY)
         .try_collect::<()>()
         .await?;
-    wait_all(&api, &mut controller, &log, params.syncs, |g| {
+    wait_all(&gitsyncs, &mut controller, &log, params.syncs, |g| {
         request_state(g, RequestKind::Sync, &value) == RequestState::Done { ok: true }
     })
     .await?;
     let wall = requested.elapsed();
     let (rss, hwm) = memory(pid)?;
     let noop = Phase {
+        requests: delta(&requests1, &api_requests()),
         wall,
         hwm_mib: hwm,
         rss_mib: rss,
@@ -288,11 +312,31 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         "| slowest sync (stages, ms) | {} | {} |",
         first.slowest, noop.slowest
     );
+    let per_sync = |p: &Phase| -> String {
+        let total: u64 = p.requests.iter().map(|(_, n)| n).sum();
+        format!("{:.1}", total as f64 / params.syncs as f64)
+    };
+    println!(
+        "| API server requests per GitSync (all clients) | {} | {} |",
+        per_sync(&first),
+        per_sync(&noop)
+    );
+    println!();
+    for (name, phase) in [("created until all Ready", &first), ("no-op pass", &noop)] {
+        let top: Vec<String> = phase
+            .requests
+            .iter()
+            .take(12)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!("API server requests, {name}: {}.", top.join(", "));
+    }
     println!();
     println!(
-        "Resident before any GitSync: {idle:.1} MiB; creating the {} GitSyncs took {:.1} s; controller ERROR log lines: {errors}.",
+        "Resident before any GitSync: {idle:.1} MiB; creating the {} GitSyncs took {:.1} s; controller ERROR log lines: {errors}; load average (1, 5, 15 min) {load_before} at the start, {} at the end.",
         params.syncs,
-        created_in.as_secs_f64()
+        created_in.as_secs_f64(),
+        loadavg()
     );
     println!(
         "Against Flux's published 1,000 Kustomizations (4 min 15 s, 190 MiB): {:.1}x faster, {:.1}x less memory.",
@@ -326,14 +370,17 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         "(cleanup: GitSyncs deleted and their objects pruned in {:.1?})",
         cleanup.elapsed()
     );
+    follow.abort();
     drop(controller);
     drop(daemon);
     Ok(())
 }
 
-/// Waits until `done` holds for `n` GitSyncs, printing the count every 10 s.
+/// Waits until `done` holds for `n` GitSyncs, printing the count every 10 s. The GitSyncs are
+/// followed through one watch (a list of 1,000 GitSyncs every half second would cost the API
+/// server more than some of what is measured).
 async fn wait_all(
-    api: &Api<GitSync>,
+    gitsyncs: &Store<GitSync>,
     controller: &mut Guarded,
     log: &Path,
     n: usize,
@@ -348,8 +395,7 @@ async fn wait_all(
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         }
-        let list = api.list(&Default::default()).await?;
-        let count = list.items.iter().filter(|g| done(g)).count();
+        let count = gitsyncs.state().iter().filter(|g| done(g)).count();
         if count >= n {
             return Ok(());
         }
@@ -361,8 +407,60 @@ async fn wait_all(
             start.elapsed() < PHASE_TIMEOUT,
             "only {count} of {n} GitSyncs done after {PHASE_TIMEOUT:?}"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `apiserver_request_total` summed by verb, resource and subresource, from `kubectl get --raw
+/// /metrics` (empty when it cannot be read).
+fn api_requests() -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    let Ok(out) = Command::new("kubectl")
+        .args(["get", "--raw", "/metrics"])
+        .output()
+    else {
+        return counts;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| -> String {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let mut key = format!("{} {}", label("verb"), label("resource"));
+        let sub = label("subresource");
+        if !sub.is_empty() {
+            key = format!("{key}/{sub}");
+        }
+        if label("dry_run") == "All" {
+            key.push_str(" (dry run)");
+        }
+        let n: f64 = value.trim().parse().unwrap_or(0.0);
+        *counts.entry(key).or_insert(0) += n as u64;
+    }
+    counts
+}
+
+/// What grew between two counts, largest first.
+fn delta(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> Vec<(String, u64)> {
+    let mut grown: Vec<(String, u64)> = after
+        .iter()
+        .map(|(k, n)| (k.clone(), n.saturating_sub(*before.get(k).unwrap_or(&0))))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    grown.sort_by(|a, b| b.1.cmp(&a.1));
+    grown
 }
 
 /// The stages of the slowest last sync, e.g. `812 (fetch 3, render 2, ...)`.
@@ -418,6 +516,13 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     };
     // `rest` starts at field 3: utime (14) is index 11, stime (15) index 12.
     Ok((ticks(11)? + ticks(12)?) / clock_ticks())
+}
+
+/// The machine's load averages, as `/proc/loadavg` gives them.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn clock_ticks() -> f64 {
