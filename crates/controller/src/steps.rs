@@ -193,10 +193,12 @@ pub fn revision_name(reference: &GitRef, sha: &str) -> String {
 }
 
 /// Which shared fetch results a run may use: a sync request (a webhook makes one too) only one
-/// that started after the request was made, any other run one within the reuse window.
-pub fn freshness(obj: &GitSync, trigger: Trigger) -> Freshness {
+/// that started after the request was made; any other run one that started within a tenth of
+/// its interval (and within `--fetch-reuse`), so reuse delays a push by no more than the
+/// interval's jitter does.
+pub fn freshness(obj: &GitSync, trigger: Trigger, interval: Duration) -> Freshness {
     if trigger != Trigger::SyncRequested {
-        return Freshness::Recent;
+        return Freshness::Recent(interval / 10);
     }
     let requested = obj
         .metadata
@@ -236,7 +238,7 @@ async fn fetch(
         (fetched, Some(dir))
     } else {
         let cache = ctx.cache.clone();
-        let freshness = freshness(obj, trigger);
+        let freshness = freshness(obj, trigger, spec.interval);
         let fetched =
             tokio::task::spawn_blocking(move || cache.fetch(&source, &options, freshness)).await;
         (fetched, None)
@@ -608,7 +610,11 @@ mod tests {
             Trigger::Retry,
             Trigger::Interrupted,
         ] {
-            assert_eq!(freshness(&obj, trigger), Freshness::Recent, "{trigger:?}");
+            assert_eq!(
+                freshness(&obj, trigger, Duration::from_secs(60)),
+                Freshness::Recent(Duration::from_secs(6)),
+                "{trigger:?}"
+            );
         }
         obj.metadata.annotations = Some(
             [(
@@ -618,14 +624,14 @@ mod tests {
             .into(),
         );
         assert_eq!(
-            freshness(&obj, Trigger::SyncRequested),
+            freshness(&obj, Trigger::SyncRequested, Duration::from_secs(60)),
             Freshness::StartedAfter(schedule::parse_time("2026-12-01T17:00:00.250Z").unwrap())
         );
         // An unreadable request time: fresher than the run itself.
         obj.metadata.annotations =
             Some([(ANNOTATION_SYNC_REQUESTED.to_string(), "soon".to_string())].into());
         let before = SystemTime::now();
-        match freshness(&obj, Trigger::SyncRequested) {
+        match freshness(&obj, Trigger::SyncRequested, Duration::from_secs(60)) {
             Freshness::StartedAfter(t) => assert!(t >= before),
             other => panic!("{other:?}"),
         }

@@ -27,9 +27,10 @@ use crate::url;
 /// Which results a caller accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Freshness {
-    /// A result of a fetch that started within the cache's reuse window (periodic syncs, new
-    /// and changed GitSyncs): the ref may have moved since, by at most that window.
-    Recent,
+    /// A result of a fetch that started at most this long ago and within the cache's reuse
+    /// window, whichever is shorter (periodic syncs, new and changed GitSyncs): the ref may
+    /// have moved since, by at most that.
+    Recent(Duration),
     /// Only a result of a fetch that started at or after this time: a sync request or a
     /// webhook made then, after the push it announces. A time in the future counts as now.
     StartedAfter(SystemTime),
@@ -91,8 +92,8 @@ impl SharedCache {
     /// Slots kept by [`SharedCache::new`].
     pub const DEFAULT_SLOTS: usize = 256;
 
-    /// Shares the fetches of `cache`; a result stays [`Freshness::Recent`] for `window` after
-    /// its fetch started.
+    /// Shares the fetches of `cache`; a result is reused for [`Freshness::Recent`] callers for
+    /// at most `window` after its fetch started.
     pub fn new(cache: Cache, window: Duration) -> Self {
         Self::with_capacity(cache, window, Self::DEFAULT_SLOTS)
     }
@@ -113,7 +114,7 @@ impl SharedCache {
         &self.cache
     }
 
-    /// How long a result stays [`Freshness::Recent`].
+    /// The longest a result is reused for [`Freshness::Recent`].
     pub fn window(&self) -> Duration {
         self.window
     }
@@ -135,8 +136,8 @@ impl SharedCache {
         let deadline = Instant::now() + options.timeout;
         let now = SystemTime::now();
         let threshold = match freshness {
-            Freshness::Recent => now
-                .checked_sub(self.window)
+            Freshness::Recent(age) => now
+                .checked_sub(age.min(self.window))
                 .unwrap_or(SystemTime::UNIX_EPOCH),
             Freshness::StartedAfter(t) => t.min(now),
         };
@@ -281,6 +282,8 @@ fn redacted(source: &Source) -> String {
 mod tests {
     use super::*;
 
+    const RECENT: Freshness = Freshness::Recent(Duration::from_secs(3600));
+
     fn key(n: u32) -> Key {
         Key {
             entry: PathBuf::from(format!("/c/{n}")),
@@ -324,7 +327,7 @@ mod tests {
         let bad = Source::new("file:///nowhere", GitRef::Branch("main".into()));
         for _ in 0..2 {
             let e = shared
-                .fetch(&bad, &FetchOptions::default(), Freshness::Recent)
+                .fetch(&bad, &FetchOptions::default(), RECENT)
                 .unwrap_err();
             assert!(matches!(e, SourceError::Invalid(_)), "{e}");
         }

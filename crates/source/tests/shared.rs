@@ -1,7 +1,8 @@
 //! The shared cache against a real `git daemon` (run with `HEADWAY_GIT_TESTS=1`): many callers
 //! of one source at one revision cost one fetch, counted both by the cache and by the server's
-//! own log; a new commit is picked up once the reuse window passed; a caller that asks for a
-//! result newer than a time (a sync request, a webhook) always gets a fresh fetch.
+//! own log; a new commit is picked up once the reuse window (or the caller's shorter age) has
+//! passed; a caller that asks for a result newer than a time (a sync request, a webhook) always
+//! gets a fresh fetch.
 
 mod support;
 
@@ -10,6 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use headway_source::{Cache, FetchOptions, Freshness, GitRef, SharedCache, Source};
 use support::*;
+
+/// As long as the cache allows.
+const RECENT: Freshness = Freshness::Recent(Duration::from_secs(3600));
 
 fn opts() -> FetchOptions {
     FetchOptions {
@@ -47,13 +51,13 @@ fn many_callers_of_one_revision_fetch_once() {
             let (shared, source, barrier) = (shared.clone(), source.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                shared.fetch(&source, &opts(), Freshness::Recent).unwrap()
+                shared.fetch(&source, &opts(), RECENT).unwrap()
             })
         })
         .collect();
     let revisions: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     for _ in 0..callers {
-        let r = shared.fetch(&source, &opts(), Freshness::Recent).unwrap();
+        let r = shared.fetch(&source, &opts(), RECENT).unwrap();
         assert_eq!(r.sha, sha);
     }
     assert!(revisions.iter().all(|r| r.sha == sha));
@@ -87,7 +91,7 @@ fn a_new_commit_is_picked_up_after_the_window_and_at_once_when_asked() {
     let source = Source::new(&url, GitRef::Branch("main".into()));
     let fetch = |freshness| shared.fetch(&source, &opts(), freshness).unwrap().sha;
 
-    assert_eq!(fetch(Freshness::Recent), first);
+    assert_eq!(fetch(RECENT), first);
     let second = up.write("app/cm.yaml", "n: 2\n").commit("second");
 
     // A sync request made after the push: never served the older result.
@@ -105,12 +109,15 @@ fn a_new_commit_is_picked_up_after_the_window_and_at_once_when_asked() {
 
     // A periodic sync within the window reuses the result: no fetch.
     let fourth = up.write("app/cm.yaml", "n: 4\n").commit("fourth");
-    assert_eq!(fetch(Freshness::Recent), third);
+    assert_eq!(fetch(RECENT), third);
     assert_eq!(daemon.upload_packs(), 3);
     // Once the window has passed, it fetches and sees the new commit.
     std::thread::sleep(window + Duration::from_millis(100));
-    assert_eq!(fetch(Freshness::Recent), fourth);
+    assert_eq!(fetch(RECENT), fourth);
     assert_eq!(daemon.upload_packs(), 4);
+    // A caller accepting a shorter age than the window (a short interval) fetches sooner.
+    assert_eq!(fetch(Freshness::Recent(Duration::ZERO)), fourth);
+    assert_eq!(daemon.upload_packs(), 5);
 }
 
 #[test]
@@ -130,7 +137,7 @@ fn callers_asking_for_a_fresher_result_than_the_fetch_in_flight_share_the_next_o
     // its result, and share one fetch between them.
     let first = {
         let (shared, source) = (shared.clone(), source.clone());
-        std::thread::spawn(move || shared.fetch(&source, &opts(), Freshness::Recent))
+        std::thread::spawn(move || shared.fetch(&source, &opts(), RECENT))
     };
     while daemon.upload_packs() == 0 {
         std::thread::sleep(Duration::from_millis(5));
