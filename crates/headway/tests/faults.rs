@@ -638,3 +638,333 @@ async fn lease_lost_to_a_partition_mid_sync() -> anyhow::Result<()> {
     assert_eq!(parsed.len(), N, "every object is in the inventory once");
     Ok(())
 }
+
+/// The names `c0000..` of the ConfigMaps in `range`.
+fn configmap_names(range: std::ops::Range<usize>) -> BTreeSet<String> {
+    range.map(|i| format!("c{i:04}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_cut_while_the_inventory_is_written_then_controller_restarted() -> anyhow::Result<()> {
+    let test = "api_cut_while_the_inventory_is_written_then_controller_restarted";
+    let Some(fc) = fault_cluster(test).await else {
+        return Ok(());
+    };
+    let _serial = SERIAL.lock().await;
+    if !git_enabled(test) {
+        return Ok(());
+    }
+    let cluster = fc.cluster.clone();
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace(test).await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let dir = tempfile::tempdir()?;
+    let (n, removed) = (600, 50);
+
+    let upstream = Upstream::new();
+    for i in 0..n {
+        upstream.write(
+            &format!("cm/c{i:04}.yaml"),
+            &configmap_yaml(&format!("c{i:04}"), &i.to_string()),
+        );
+    }
+    let head = upstream.commit("many");
+    let (_daemon, url) = git_daemon(&upstream);
+    let bystander_version = create_bystander(&ns).await?;
+    let proxy = Toxiproxy::start()?;
+    let kubeconfig = proxied_kubeconfig(&fc, &proxy, "api", dir.path())?;
+    // Every answer 150 ms late: the last applies and the inventory write that follows them take
+    // long enough to be cut.
+    proxy.add_toxic("api", "slow", "latency", &["latency=150"])?;
+    let first = Controller::start_named(
+        &kubeconfig,
+        &ns.name,
+        dir.path(),
+        "inventory-a",
+        APPLY_CONCURRENCY,
+        15,
+    )?;
+    create_gitsync(
+        &ns,
+        "inv",
+        &url,
+        serde_json::json!({"wait": false, "interval": "1h", "prune": true}),
+    )
+    .await?;
+    let configmaps: Api<ConfigMap> = ns.api();
+    let owned = ListParams::default().labels("headway.dev/sync-name=inv");
+
+    // 1. Cut as soon as every object is applied: the inventory write is next, or under way.
+    wait_for("every object applied", Duration::from_secs(240), || {
+        let (configmaps, owned) = (configmaps.clone(), owned.clone());
+        async move {
+            let applied = configmaps.list_metadata(&owned).await?.items.len();
+            Ok(if applied == n {
+                Ok(())
+            } else {
+                Err(format!("{applied} applied"))
+            })
+        }
+    })
+    .await?;
+    proxy.set_enabled("api", false)?;
+    let at_cut = inventory_len(&ns, &cluster.client, "inv").await?;
+    println!(
+        "cut the API connections with all {n} objects applied; the inventory held {at_cut:?} entries"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.set_enabled("api", true)?;
+    let back = Instant::now();
+    // The next sync (the retry after the transient failure) repairs the inventory.
+    wait_ready_at(&ns, "inv", &head, Duration::from_secs(240)).await?;
+    let repaired = back.elapsed();
+    assert_eq!(
+        inventory_len(&ns, &cluster.client, "inv").await?,
+        Some(n),
+        "the retry wrote the whole inventory"
+    );
+
+    // 2. A new commit without the first `removed` objects; cut again once its prune started,
+    // SIGKILL the controller while the server is unreachable, start another one.
+    for i in 0..removed {
+        upstream.remove(&format!("cm/c{i:04}.yaml"));
+    }
+    let second = upstream.commit("fewer");
+    let kept = configmap_names(removed..n);
+    let uids_before = uids_of(&configmaps, &owned).await?;
+    headway_controller::Handle::new(cluster.client.clone())
+        .sync_now(&ns.name, "inv")
+        .await?;
+    let gone_at_cut = wait_for("the prune to start", Duration::from_secs(120), || {
+        let (configmaps, owned) = (configmaps.clone(), owned.clone());
+        async move {
+            let names = names_of(&configmaps, &owned).await?;
+            let gone = (0..removed)
+                .filter(|i| !names.contains(&format!("c{i:04}")))
+                .count();
+            Ok(if gone > 0 {
+                Ok(gone)
+            } else {
+                Err("nothing pruned yet".to_string())
+            })
+        }
+    })
+    .await?;
+    proxy.set_enabled("api", false)?;
+    let errors_first = first.error_lines().len();
+    drop(first);
+    println!(
+        "cut again with {gone_at_cut} of {removed} removed objects pruned; controller SIGKILLed"
+    );
+    proxy.set_enabled("api", true)?;
+    proxy.remove_toxic("api", "slow")?;
+    let restarted = Instant::now();
+    let second_controller = Controller::start_named(
+        &kubeconfig,
+        &ns.name,
+        dir.path(),
+        "inventory-b",
+        APPLY_CONCURRENCY,
+        15,
+    )?;
+    wait_ready_at(&ns, "inv", &second, Duration::from_secs(240)).await?;
+    let converged = restarted.elapsed();
+
+    let after = uids_of(&configmaps, &owned).await?;
+    let names: BTreeSet<String> = after.keys().cloned().collect();
+    let figures = Figures {
+        scenario: "controller to API server connections cut (toxiproxy) while the inventory of 600 objects is written; the retry repairs it; cut again mid-prune, controller SIGKILLed and replaced",
+        converge_after_fault: converged,
+        objects_lost: kept.difference(&names).count(),
+        wrong_deletes: wrong_deletes(&uids_before, &after, &kept)
+            + usize::from(!bystander_untouched(&ns, &bystander_version).await?),
+        error_lines: errors_first + second_controller.error_lines().len(),
+    };
+    figures.print();
+    println!("repaired by the retry {repaired:.1?} after the first cut ended");
+    assert_eq!(
+        names, kept,
+        "exactly the objects of git: none lost, every removed one pruned"
+    );
+    assert_eq!(
+        figures.wrong_deletes, 0,
+        "no object git still has was deleted or recreated"
+    );
+    assert_eq!(
+        inventory_len(&ns, &cluster.client, "inv").await?,
+        Some(n - removed),
+        "the new controller's inventory lists exactly what git has"
+    );
+    let inventories = configmaps
+        .list_metadata(&ListParams::default().labels("headway.dev/inventory-of=inv"))
+        .await?
+        .items
+        .len();
+    assert_eq!(inventories, 1, "one inventory, no leftover shards");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn other_syncs_are_served_while_hostile_repositories_render() -> anyhow::Result<()> {
+    let test = "other_syncs_are_served_while_hostile_repositories_render";
+    let Some(fc) = fault_cluster(test).await else {
+        return Ok(());
+    };
+    let _serial = SERIAL.lock().await;
+    if !git_enabled(test) {
+        return Ok(());
+    }
+    let cluster = fc.cluster.clone();
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace(test).await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let dir = tempfile::tempdir()?;
+
+    let upstream = Upstream::new();
+    // A "billion laughs" alias bomb.
+    let mut bomb =
+        vec![r#"  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]"#.to_string()];
+    for i in 1..10u8 {
+        let (prev, cur) = ((b'a' + i - 1) as char, (b'a' + i) as char);
+        bomb.push(format!(
+            "  {cur}: &{cur} [{}]",
+            vec![format!("*{prev}"); 9].join(",")
+        ));
+    }
+    upstream.write(
+        "bomb/bomb.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\ndata:\n{}\n",
+            bomb.join("\n")
+        ),
+    );
+    // A 100 MiB document.
+    upstream.write(
+        "big/big.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  x: \"{}\"\n",
+            "a".repeat(100 << 20)
+        ),
+    );
+    // 15 MiB of YAML in one document, just under the file limit: parsed, then refused by the
+    // API server (a ConfigMap holds at most 1 MiB).
+    let mut heavy =
+        String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: heavy\ndata:\n");
+    let mut i = 0;
+    while heavy.len() < 15 << 20 {
+        heavy.push_str(&format!(
+            "  k{i:07}: \"value number {i} of a very heavy ConfigMap\"\n"
+        ));
+        i += 1;
+    }
+    upstream.write("heavy/heavy.yaml", &heavy);
+    for k in 0..3 {
+        upstream.write(
+            &format!("app/c{k}.yaml"),
+            &configmap_yaml(&format!("normal-{k}"), "ok"),
+        );
+    }
+    let head = upstream.commit("hostile and normal");
+    let (_daemon, url) = git_daemon(&upstream);
+    let bystander_version = create_bystander(&ns).await?;
+    let controller = Controller::start(&fc, &ns.name, dir.path())?;
+
+    for path in ["bomb", "big", "heavy"] {
+        create_gitsync(
+            &ns,
+            path,
+            &url,
+            serde_json::json!({"path": path, "interval": "1h"}),
+        )
+        .await?;
+    }
+    // The hostile syncs under way, then the normal one.
+    wait_status(
+        &ns,
+        "heavy",
+        "heavy under way (or done)",
+        Duration::from_secs(60),
+        |_, s| {
+            condition(s, "Reconciling").is_some_and(|(st, _, _)| st == "True")
+                || s.last_reconcile.is_some()
+        },
+    )
+    .await?;
+    let created = Instant::now();
+    create_gitsync(
+        &ns,
+        "normal",
+        &url,
+        serde_json::json!({"path": "app", "interval": "1h"}),
+    )
+    .await?;
+    wait_ready_at(&ns, "normal", &head, Duration::from_secs(120)).await?;
+    let normal_ready = created.elapsed();
+    let gitsyncs: Api<headway_controller::GitSync> = ns.api();
+    let heavy_then = gitsyncs.get("heavy").await?;
+    let heavy_running = heavy_then
+        .status
+        .as_ref()
+        .and_then(|s| condition(s, "Reconciling"))
+        .is_some_and(|(st, _, _)| st == "True");
+    println!(
+        "normal GitSync Ready {normal_ready:.1?} after it was created; heavy still running then: {heavy_running} ({})",
+        describe(heavy_then.status.as_ref())
+    );
+
+    // Every hostile sync ends in a clear failure naming its file (or, for the one the API
+    // server refuses, its object); none is Ready.
+    for (name, reason, file) in [
+        ("bomb", Some("RenderFailed"), "bomb.yaml"),
+        ("big", Some("RenderFailed"), "big.yaml"),
+        ("heavy", None, "heavy"),
+    ] {
+        let failed = wait_status(
+            &ns,
+            name,
+            &format!("{reason:?} naming {file}"),
+            Duration::from_secs(300),
+            |_, s| {
+                condition(s, "Ready").is_some_and(|(st, r, m)| {
+                    st == "False" && reason.is_none_or(|reason| r == reason) && m.contains(file)
+                })
+            },
+        )
+        .await?;
+        println!("{name}: {}", describe(failed.status.as_ref()));
+    }
+    let peak = controller.peak_mib();
+    let configmaps: Api<ConfigMap> = ns.api();
+    let normal = names_of(
+        &configmaps,
+        &ListParams::default().labels("headway.dev/sync-name=normal"),
+    )
+    .await?;
+    let hostile_applied: usize = {
+        let mut count = 0;
+        for name in ["bomb", "big", "heavy"] {
+            count += configmaps.get_opt(name).await?.map_or(0, |_| 1);
+        }
+        count
+    };
+    let figures = Figures {
+        scenario: "a normal GitSync created while three hostile ones render (alias bomb, 100 MiB document, 15 MiB document the API server refuses)",
+        converge_after_fault: normal_ready,
+        objects_lost: 3 - normal.len(),
+        wrong_deletes: usize::from(!bystander_untouched(&ns, &bystander_version).await?),
+        error_lines: controller.error_lines().len(),
+    };
+    figures.print();
+    println!("controller peak resident memory: {peak:.0} MiB");
+    assert_eq!(normal.len(), 3, "the normal GitSync's objects: {normal:?}");
+    assert_eq!(
+        hostile_applied, 0,
+        "nothing of the hostile repositories reached the cluster"
+    );
+    assert_eq!(figures.wrong_deletes, 0);
+    assert!(
+        normal_ready < Duration::from_secs(60),
+        "the normal GitSync waited {normal_ready:?} behind the hostile ones"
+    );
+    Ok(())
+}
