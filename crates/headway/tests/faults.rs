@@ -673,9 +673,10 @@ async fn api_cut_while_the_inventory_is_written_then_controller_restarted() -> a
     let bystander_version = create_bystander(&ns).await?;
     let proxy = Toxiproxy::start()?;
     let kubeconfig = proxied_kubeconfig(&fc, &proxy, "api", dir.path())?;
-    // Every answer 150 ms late: the last applies and the inventory write that follows them take
-    // long enough to be cut.
-    proxy.add_toxic("api", "slow", "latency", &["latency=150"])?;
+    // What the controller sends crawls at 10 KB/s per connection: an object's apply (about
+    // 300 bytes) still takes tens of milliseconds, the inventory of 600 entries (tens of KB)
+    // several seconds, so the cut lands while it is being sent.
+    proxy.add_upstream_toxic("api", "narrow", "bandwidth", &["rate=10"])?;
     let first = Controller::start_named(
         &kubeconfig,
         &ns.name,
@@ -694,7 +695,7 @@ async fn api_cut_while_the_inventory_is_written_then_controller_restarted() -> a
     let configmaps: Api<ConfigMap> = ns.api();
     let owned = ListParams::default().labels("headway.dev/sync-name=inv");
 
-    // 1. Cut as soon as every object is applied: the inventory write is next, or under way.
+    // 1. Cut as soon as every object is applied: the inventory write is under way.
     wait_for("every object applied", Duration::from_secs(240), || {
         let (configmaps, owned) = (configmaps.clone(), owned.clone());
         async move {
@@ -858,14 +859,18 @@ async fn other_syncs_are_served_while_hostile_repositories_render() -> anyhow::R
         i += 1;
     }
     upstream.write("heavy/heavy.yaml", &heavy);
+    upstream.commit("hostile");
+    let (_daemon, url) = git_daemon(&upstream);
+    // The normal GitSync's repository, on a server of its own.
+    let normal_upstream = Upstream::new();
     for k in 0..3 {
-        upstream.write(
+        normal_upstream.write(
             &format!("app/c{k}.yaml"),
             &configmap_yaml(&format!("normal-{k}"), "ok"),
         );
     }
-    let head = upstream.commit("hostile and normal");
-    let (_daemon, url) = git_daemon(&upstream);
+    let head = normal_upstream.commit("normal");
+    let (_normal_daemon, normal_url) = git_daemon(&normal_upstream);
     let bystander_version = create_bystander(&ns).await?;
     let controller = Controller::start(&fc, &ns.name, dir.path())?;
 
@@ -894,7 +899,7 @@ async fn other_syncs_are_served_while_hostile_repositories_render() -> anyhow::R
     create_gitsync(
         &ns,
         "normal",
-        &url,
+        &normal_url,
         serde_json::json!({"path": "app", "interval": "1h"}),
     )
     .await?;
@@ -963,7 +968,7 @@ async fn other_syncs_are_served_while_hostile_repositories_render() -> anyhow::R
     );
     assert_eq!(figures.wrong_deletes, 0);
     assert!(
-        normal_ready < Duration::from_secs(60),
+        normal_ready < Duration::from_secs(30),
         "the normal GitSync waited {normal_ready:?} behind the hostile ones"
     );
     Ok(())
