@@ -713,9 +713,16 @@ async fn api_cut_while_the_inventory_is_written_then_controller_restarted() -> a
     println!(
         "cut the API connections with all {n} objects applied; the inventory held {at_cut:?} entries"
     );
+    assert_eq!(
+        at_cut, None,
+        "the cut came after the inventory was written: the scenario did not happen"
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.remove_toxic("api", "narrow")?;
     proxy.set_enabled("api", true)?;
     let back = Instant::now();
+    // Every answer 150 ms late from now on: the prune below is slow enough to be cut.
+    proxy.add_toxic("api", "slow", "latency", &["latency=150"])?;
     // The next sync (the retry after the transient failure) repairs the inventory.
     wait_ready_at(&ns, "inv", &head, Duration::from_secs(240)).await?;
     let repaired = back.elapsed();
