@@ -6,6 +6,9 @@
 //!
 //! Needs `HEADWAY_FAULT_TESTS=1`, `HEADWAY_GIT_TESTS=1` and `HEADWAY_FAULT_CLUSTER_DIR`: the
 //! state directory of a cluster of their own, which they break (see `headway_tests::faults`).
+//!
+//! long because the scenarios must share one test binary: they run one at a time under its
+//! `SERIAL` lock (one kills the API server another uses), which a second binary would not see.
 
 mod fault_support;
 #[path = "../../controller/tests/support/mod.rs"]

@@ -459,7 +459,7 @@ fn delta(
         .map(|(k, n)| (k.clone(), n.saturating_sub(*before.get(k).unwrap_or(&0))))
         .filter(|(_, n)| *n > 0)
         .collect();
-    grown.sort_by(|a, b| b.1.cmp(&a.1));
+    grown.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     grown
 }
 
