@@ -304,31 +304,6 @@ impl Toxiproxy {
         Ok(())
     }
 
-    /// The same on the proxy's upstream (what the client sends).
-    pub fn add_upstream_toxic(
-        &self,
-        proxy: &str,
-        toxic: &str,
-        kind: &str,
-        attributes: &[&str],
-    ) -> anyhow::Result<()> {
-        let mut args = vec![
-            "toxic",
-            "add",
-            "--upstream",
-            "--type",
-            kind,
-            "--toxicName",
-            toxic,
-        ];
-        for a in attributes {
-            args.extend(["--attribute", a]);
-        }
-        args.push(proxy);
-        self.run(&args)?;
-        Ok(())
-    }
-
     /// Removes a toxic.
     pub fn remove_toxic(&self, proxy: &str, toxic: &str) -> anyhow::Result<()> {
         self.run(&["toxic", "remove", "--toxicName", toxic, proxy])?;

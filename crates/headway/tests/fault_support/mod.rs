@@ -80,17 +80,6 @@ impl Controller {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The process's peak resident memory so far (`VmHWM`), in MiB.
-    pub fn peak_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self._child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or(0.0, |kib| kib / 1024.0)
-    }
-
     /// The ERROR lines logged so far.
     pub fn error_lines(&self) -> Vec<String> {
         self.log_text()
@@ -134,50 +123,6 @@ pub fn print_error_sources(errors: &[String]) {
     for (source, n) in by_source {
         println!("  {n:>5} ERROR {source}");
     }
-}
-
-/// The entries of the inventory of GitSync `sync`, `None` when it has none.
-pub async fn inventory_len(
-    ns: &TestNamespace,
-    client: &kube::Client,
-    sync: &str,
-) -> anyhow::Result<Option<usize>> {
-    let Some(data) =
-        crate::support::configmap_data(client, &ns.name, &format!("headway-inventory-{sync}"))
-            .await?
-    else {
-        return Ok(None);
-    };
-    let text = data
-        .get("inventory")
-        .map(String::as_str)
-        .unwrap_or_default();
-    Ok(Some(
-        headway_model::inventory::Inventory::parse(text)?.len(),
-    ))
-}
-
-/// A kubeconfig in `dir` reaching the fault cluster's API server through `proxy`'s `name`.
-pub fn proxied_kubeconfig(
-    fc: &FaultCluster,
-    proxy: &headway_tests::faults::Toxiproxy,
-    name: &str,
-    dir: &Path,
-) -> anyhow::Result<PathBuf> {
-    let api_port = fc
-        .cluster
-        .config
-        .cluster_url
-        .port_u16()
-        .context("API port")?;
-    let port = proxy.proxy(name, api_port)?;
-    let text = std::fs::read_to_string(&fc.kubeconfig)?.replace(
-        &format!("127.0.0.1:{api_port}"),
-        &format!("127.0.0.1:{port}"),
-    );
-    let path = dir.join(format!("kubeconfig-{name}"));
-    std::fs::write(&path, text)?;
-    Ok(path)
 }
 
 /// The names of the ConfigMaps `selector` selects.
