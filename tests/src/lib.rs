@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod charts;
+pub mod controller;
 pub mod faults;
 pub mod git;
 pub mod process;
@@ -15,8 +16,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, PostParams};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
@@ -129,6 +133,70 @@ impl TestNamespace {
     {
         Api::namespaced(self.client.clone(), &self.name)
     }
+
+    /// Creates the ServiceAccount `name` in this namespace and returns a token for it (a
+    /// TokenRequest valid for 10 minutes).
+    pub async fn service_account(&self, name: &str) -> anyhow::Result<String> {
+        let api: Api<ServiceAccount> = self.api();
+        let account: ServiceAccount = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name},
+        }))?;
+        api.create(&PostParams::default(), &account)
+            .await
+            .with_context(|| format!("creating ServiceAccount {}/{name}", self.name))?;
+        self.token(name).await
+    }
+
+    /// A token for the existing ServiceAccount `name` of this namespace (TokenRequest, 10 minutes).
+    pub async fn token(&self, name: &str) -> anyhow::Result<String> {
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                expiration_seconds: Some(600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let answer = self
+            .api::<ServiceAccount>()
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .with_context(|| {
+                format!("requesting a token for ServiceAccount {}/{name}", self.name)
+            })?;
+        Ok(answer
+            .status
+            .context("the TokenRequest has no status")?
+            .token)
+    }
+
+    /// Grants the ServiceAccount `account` of this namespace the `rules` (a JSON array of
+    /// PolicyRules) in this namespace, through a Role and a RoleBinding both named `role`.
+    pub async fn grant(
+        &self,
+        account: &str,
+        role: &str,
+        rules: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let object: Role = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": role}, "rules": rules,
+        }))?;
+        self.api::<Role>()
+            .create(&PostParams::default(), &object)
+            .await
+            .with_context(|| format!("creating Role {}/{role}", self.name))?;
+        let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": self.name}],
+        }))?;
+        self.api::<RoleBinding>()
+            .create(&PostParams::default(), &binding)
+            .await
+            .with_context(|| format!("creating RoleBinding {}/{role}", self.name))?;
+        Ok(())
+    }
 }
 
 impl Drop for TestNamespace {
@@ -179,4 +247,66 @@ where
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Applies `crd` (server-side, field manager `headway-tests`, so every caller's apply of the same
+/// content is idempotent) and waits until it is Established.
+pub async fn install_crd(client: &Client, crd: &CustomResourceDefinition) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd
+        .metadata
+        .name
+        .as_deref()
+        .context("the CRD has no name")?;
+    api.patch(
+        name,
+        &PatchParams::apply("headway-tests").force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .with_context(|| format!("applying the CRD {name}"))?;
+    wait_for(
+        &format!("the CRD {name} to be Established"),
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                let crd = api.get(name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok(if established {
+                    Ok(())
+                } else {
+                    Err("not Established".into())
+                })
+            }
+        },
+    )
+    .await
+}
+
+/// Every input of a `cargo fuzz` target's seeds and found regressions (`fuzz/seeds/TARGET`,
+/// `fuzz/regressions/TARGET`), named `seeds/TARGET/FILE`, for the stable replay tests.
+pub fn fuzz_inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut out = Vec::new();
+    for dir in ["seeds", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join(target)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                let data = std::fs::read(e.path())
+                    .unwrap_or_else(|err| panic!("reading {}: {err}", e.path().display()));
+                out.push((format!("{dir}/{target}/{name}"), data));
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -32,6 +32,24 @@ pub fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the work tree `work` and the bare repository `bare` it pushes to, both on `main`.
+pub fn init_pair(work: &Path, bare: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(work)?;
+    std::fs::create_dir_all(bare)?;
+    git(bare, &["init", "-q", "--bare", "-b", "main"])?;
+    git(work, &["init", "-q", "-b", "main"])
+}
+
+/// Commits everything in `work` and pushes `main` to `bare`.
+pub fn commit_all(work: &Path, bare: &Path, message: &str) -> anyhow::Result<()> {
+    git(work, &["add", "-A"])?;
+    git(work, &["commit", "-q", "-m", message])?;
+    let bare = bare
+        .to_str()
+        .context("the bare repository's path is not UTF-8")?;
+    git(work, &["push", "-q", bare, "main"])
+}
+
 /// `git daemon` exporting every repository under a directory; killed on drop unless kept.
 pub struct GitDaemon {
     child: Option<Guarded>,

@@ -34,6 +34,11 @@ pub struct Push {
 pub enum PayloadError {
     #[error("the body is not JSON: {0}")]
     NotJson(String),
+    #[error(
+        "the form-encoded body has no `payload` field (the content type is \
+         application/x-www-form-urlencoded)"
+    )]
+    NoFormPayload,
     #[error("the {provider} push payload has no repository URL (looked at {fields})")]
     NoUrl {
         provider: Provider,
@@ -71,6 +76,31 @@ fn event(provider: Provider, headers: &(impl Headers + ?Sized)) -> Option<&str> 
     names
         .iter()
         .find_map(|n| headers.header(n).map(str::trim).filter(|v| !v.is_empty()))
+}
+
+/// Whether the delivery is form-encoded (`Content-Type: application/x-www-form-urlencoded`,
+/// with or without parameters): GitHub's default content type for a new webhook, and one Gitea
+/// and Gogs offer.
+fn form_encoded(headers: &(impl Headers + ?Sized)) -> bool {
+    headers.header("Content-Type").is_some_and(|v| {
+        v.split(';').next().is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+    })
+}
+
+/// The JSON document of a delivery: the body, or the `payload` field of a form-encoded one.
+fn document(headers: &(impl Headers + ?Sized), body: &[u8]) -> Result<Value, PayloadError> {
+    if form_encoded(headers) {
+        let payload = form_urlencoded::parse(body)
+            .find(|(k, _)| k == "payload")
+            .map(|(_, v)| v)
+            .ok_or(PayloadError::NoFormPayload)?;
+        serde_json::from_str(&payload).map_err(|e| PayloadError::NotJson(format!("payload: {e}")))
+    } else {
+        serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))
+    }
 }
 
 /// Classifies and parses a delivery whose signature has been verified.
@@ -111,8 +141,7 @@ pub fn parse(
             event.to_string()
         }));
     }
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let v = document(headers, body)?;
     let mut push = Push::default();
     let fields = match provider {
         Provider::Github | Provider::Gitea => {
@@ -287,6 +316,55 @@ mod tests {
             ),
             Ok(Delivery::Ignored("issues".into()))
         );
+    }
+
+    #[test]
+    fn github_form_encoded_push_reads_the_payload_field() {
+        let json = fixture("github-push.json");
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", std::str::from_utf8(&json).unwrap())
+            .finish();
+        let headers = [
+            ("X-GitHub-Event", "push"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        let form = match parse(Provider::Github, &headers[..], body.as_bytes()).unwrap() {
+            Delivery::Push(p) => p,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            form,
+            push(
+                Provider::Github,
+                ("X-GitHub-Event", "push"),
+                "github-push.json"
+            )
+        );
+        // The same body read as JSON is refused; a form without `payload` too.
+        assert!(matches!(
+            parse(
+                Provider::Github,
+                &[("X-GitHub-Event", "push")][..],
+                body.as_bytes()
+            ),
+            Err(PayloadError::NotJson(_))
+        ));
+        assert_eq!(
+            parse(Provider::Github, &headers[..], b"other=1"),
+            Err(PayloadError::NoFormPayload)
+        );
+        // Parameters and case of the media type do not matter.
+        let headers = [
+            ("X-GitHub-Event", "push"),
+            (
+                "Content-Type",
+                "Application/X-WWW-Form-Urlencoded; charset=utf-8",
+            ),
+        ];
+        assert!(matches!(
+            parse(Provider::Github, &headers[..], body.as_bytes()),
+            Ok(Delivery::Push(_))
+        ));
     }
 
     #[test]

@@ -11,37 +11,12 @@ use headway_api::Config;
 use headway_controller::crd::{ANNOTATION_REBUILD_REQUESTED, ANNOTATION_SYNC_REQUESTED};
 use headway_controller::progress::{ProgressEvent, ProgressKind, RunKind, Stage};
 use headway_controller::view::SyncKey;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::PostParams;
 use serde_json::json;
 use support::{annotation, create_sync, request, serve, wait_cached};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn token_of(ns: &headway_tests::TestNamespace, sa: &str) -> String {
-    let account: ServiceAccount = serde_json::from_value(
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa}}),
-    )
-    .unwrap();
-    ns.api::<ServiceAccount>()
-        .create(&PostParams::default(), &account)
-        .await
-        .unwrap();
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let answer = ns
-        .api::<ServiceAccount>()
-        .create_token_request(sa, &PostParams::default(), &request)
-        .await
-        .unwrap();
-    answer.status.unwrap().token
+    ns.service_account(sa).await.unwrap()
 }
 
 #[tokio::test]
@@ -69,25 +44,13 @@ async fn requests_need_a_token_and_the_patch_right() {
 
     let nobody = token_of(&ns, "nobody").await;
     let allowed = token_of(&ns, "operator").await;
-    let role: Role = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "gitsync-patch"},
-        "rules": [{"apiGroups": ["headway.dev"], "resources": ["gitsyncs"], "verbs": ["get", "list", "patch"]}],
-    }))
+    ns.grant(
+        "operator",
+        "gitsync-patch",
+        json!([{"apiGroups": ["headway.dev"], "resources": ["gitsyncs"], "verbs": ["get", "list", "patch"]}]),
+    )
+    .await
     .unwrap();
-    ns.api::<Role>()
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "operator"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "gitsync-patch"},
-        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": ns.name}],
-    }))
-    .unwrap();
-    ns.api::<RoleBinding>()
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
 
     let sync_path = format!("/api/v1/syncs/{}/web/sync", ns.name);
     let all = br#"{"all":true}"#;

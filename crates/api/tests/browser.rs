@@ -19,10 +19,6 @@ use headway_controller::view::{Phase, SyncKey, Syncs, summarize};
 use headway_tests::git::{Upstream, free_port, git_daemon};
 use headway_tests::process::Guarded;
 use headway_tests::wait_for;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::PostParams;
 use serde_json::json;
 use support::create_sync;
 
@@ -113,52 +109,14 @@ async fn rebuild_everything_from_the_page() {
     .unwrap();
 
     // A ServiceAccount allowed to patch gitsyncs, and its token.
-    let sa: ServiceAccount = serde_json::from_value(
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "operator"}}),
+    let token = ns.service_account("operator").await.unwrap();
+    ns.grant(
+        "operator",
+        "gitsync-patch",
+        json!([{"apiGroups": ["headway.dev"], "resources": ["gitsyncs"], "verbs": ["patch"]}]),
     )
+    .await
     .unwrap();
-    ns.api::<ServiceAccount>()
-        .create(&PostParams::default(), &sa)
-        .await
-        .unwrap();
-    let role: Role = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "gitsync-patch"},
-        "rules": [{"apiGroups": ["headway.dev"], "resources": ["gitsyncs"], "verbs": ["patch"]}],
-    }))
-    .unwrap();
-    ns.api::<Role>()
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "operator"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "gitsync-patch"},
-        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": ns.name}],
-    }))
-    .unwrap();
-    ns.api::<RoleBinding>()
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    let token = ns
-        .api::<ServiceAccount>()
-        .create_token_request(
-            "operator",
-            &PostParams::default(),
-            &TokenRequest {
-                spec: TokenRequestSpec {
-                    audiences: vec![],
-                    expiration_seconds: Some(600),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
 
     // chromedriver and a headless Chromium with a fresh profile.
     let port = free_port();

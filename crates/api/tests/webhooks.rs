@@ -310,6 +310,29 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
         assert_eq!(requested(&ns, &names).await, expected, "after {provider}");
     }
 
+    // GitHub's default content type: a form whose `payload` field is the JSON; the signature
+    // is over the form body as sent. The hello GitSyncs were just requested, so this push is
+    // deferred or coalesced, but it matches them.
+    let json = fixture("github-push.json");
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", std::str::from_utf8(&json).unwrap())
+        .finish();
+    let mut headers = signed("github", "push", SECRET, form.as_bytes());
+    headers.retain(|(k, _)| k != "Content-Type");
+    headers.push((
+        "Content-Type".into(),
+        "application/x-www-form-urlencoded".into(),
+    ));
+    let answer = post(&server, "github", &headers, form.as_bytes()).await;
+    assert_eq!(answer.status, 202, "form-encoded: {answer:?}");
+    let got: BTreeSet<String> = answer.json()["syncs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, set(&["hello-ssh", "hello-https"]), "{answer:?}");
+
     // A per-GitSync secret: only deliveries signed with it.
     let body = br#"{"repository":"https://git.example.com/own/repo","ref":"refs/heads/main"}"#;
     let answer = post(
@@ -374,7 +397,7 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
         .body;
     for needle in [
         "headway_webhook_requests_total{provider=\"github\",result=\"unauthorized\"} 3",
-        "headway_webhook_requests_total{provider=\"github\",result=\"accepted\"} 1",
+        "headway_webhook_requests_total{provider=\"github\",result=\"accepted\"} 2",
         "headway_webhook_requests_total{provider=\"generic\",result=\"no_match\"} 3",
         "headway_webhook_requests_total{provider=\"github\",result=\"too_large\"} 1",
         "headway_webhook_requests_total{provider=\"github\",result=\"ping\"} 1",

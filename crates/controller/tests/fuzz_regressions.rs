@@ -2,42 +2,29 @@
 //! (`fuzz/seeds/duration`, `fuzz/regressions/duration`) with the target's checks: at most a
 //! year, and the same duration after formatting and parsing again.
 
-use std::path::Path;
 use std::time::Duration;
 
 use headway_controller::crd::{format_duration, parse_duration};
 
 #[test]
 fn duration_inputs_replay() {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut replayed = 0;
-    for dir in ["seeds", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join("duration")) else {
+    let inputs = headway_tests::fuzz_inputs("duration");
+    assert!(!inputs.is_empty(), "no seeds found for the duration target");
+    for (name, data) in inputs {
+        let Ok(text) = std::str::from_utf8(&data) else {
             continue;
         };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            replayed += 1;
-            let data = std::fs::read(e.path()).unwrap();
-            let Ok(text) = std::str::from_utf8(&data) else {
-                continue;
+        if let Ok(d) = parse_duration(text) {
+            assert!(d <= Duration::from_secs(365 * 24 * 3600), "{name}: {d:?}");
+            let formatted = format_duration(d);
+            let again = parse_duration(&formatted)
+                .unwrap_or_else(|e| panic!("{name}: {d:?} -> {formatted:?}: {e}"));
+            let tolerance = if d < Duration::from_secs(60) {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_secs(1)
             };
-            if let Ok(d) = parse_duration(text) {
-                assert!(d <= Duration::from_secs(365 * 24 * 3600), "{name}: {d:?}");
-                let formatted = format_duration(d);
-                let again = parse_duration(&formatted)
-                    .unwrap_or_else(|e| panic!("{name}: {d:?} -> {formatted:?}: {e}"));
-                let tolerance = if d < Duration::from_secs(60) {
-                    Duration::from_millis(1)
-                } else {
-                    Duration::from_secs(1)
-                };
-                assert!(d.abs_diff(again) <= tolerance, "{name}: {d:?} -> {again:?}");
-            }
+            assert!(d.abs_diff(again) <= tolerance, "{name}: {d:?} -> {again:?}");
         }
     }
-    assert!(replayed > 0, "no seeds found for the duration target");
 }

@@ -19,6 +19,10 @@ pub struct ControllerArgs {
     /// Requests in flight at once within one sync.
     #[arg(long, default_value_t = 32)]
     pub apply_concurrency: usize,
+    /// Largest inventory ConfigMap shard, in bytes (hidden: for tests that need an inventory
+    /// of many shards without thousands of objects).
+    #[arg(long, hide = true)]
+    pub inventory_shard_bytes: Option<usize>,
     /// Watch GitSyncs of this namespace only; default: all namespaces.
     #[arg(long)]
     pub namespace: Option<String>,
@@ -81,18 +85,6 @@ pub enum LogFormat {
     Json,
     /// Human-readable lines.
     Text,
-}
-
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
 }
 
 fn default_identity() -> String {
@@ -176,8 +168,9 @@ fn lease_namespace_missing(error: &anyhow::Error, namespace: &str) -> bool {
 
 /// Runs `headway controller` until a termination signal.
 pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
-    init_logs(args.log_format);
+    let limiter = crate::logs::init(args.log_format);
     runtime()?.block_on(async {
+        tokio::spawn(limiter.report());
         let config = cluster.config().await?;
         let client =
             kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
@@ -197,6 +190,9 @@ pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
         }
         options.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
         options.engine.concurrency = args.apply_concurrency.max(1);
+        if let Some(bytes) = args.inventory_shard_bytes {
+            options.engine.inventory_shard_bytes = bytes.max(1024);
+        }
         options.config = Some(config);
         options.lockdown = headway_controller::tenancy::Lockdown {
             default_service_account: args.default_service_account.clone(),

@@ -16,6 +16,7 @@ mod fetch_cmd;
 mod health_cmd;
 mod input;
 mod live;
+mod logs;
 mod output;
 mod owner;
 mod rebuild_cmd;

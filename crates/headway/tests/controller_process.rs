@@ -11,13 +11,12 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use headway_tests::controller::{ControllerProcess, ControllerSpec};
 use headway_tests::git::{Upstream, git_daemon};
-use headway_tests::process::Guarded;
 use headway_tests::{TestNamespace, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -26,78 +25,20 @@ use support::*;
 
 const LEASE_SECONDS: u64 = 6;
 
-/// A `headway controller` child process; killed on drop, and when this test binary ends.
-struct Process {
-    child: Guarded,
-    log: PathBuf,
-    identity: String,
-}
-
-impl Process {
-    fn start(
-        ns: &str,
-        identity: &str,
-        dir: &Path,
-        apply_concurrency: usize,
-    ) -> anyhow::Result<Process> {
-        let log = dir.join(format!("{identity}.log"));
-        let cache = dir.join(format!("cache-{identity}"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let child = Guarded::spawn(
-            Command::new(env!("CARGO_BIN_EXE_headway"))
-                .args(["controller", "--namespace", ns, "--lease-namespace", ns])
-                .args(["--lease-name", "headway-controller", "--identity", identity])
-                .args(["--lease-duration", &LEASE_SECONDS.to_string()])
-                // Several replicas on one machine: each its own API port.
-                .args(["--http-address", "127.0.0.1:0"])
-                .args(["--apply-concurrency", &apply_concurrency.to_string()])
-                .arg("--cache-dir")
-                .arg(&cache)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(file.try_clone()?)
-                .stderr(file),
-        )
-        .context("starting headway controller")?;
-        Ok(Process {
-            child,
-            log,
-            identity: identity.to_string(),
-        })
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL: no chance to release the Lease or finish anything.
-    fn kill(&mut self) {
-        self.child.kill();
-    }
-
-    /// SIGTERM, then waits for the exit status.
-    fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "{} did not exit within {timeout:?} after SIGTERM:\n{}",
-                self.identity,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+/// A `headway controller` child process (lease `headway-controller` in `ns`); killed on drop,
+/// and when this test binary ends.
+fn start(
+    ns: &str,
+    identity: &str,
+    dir: &Path,
+    apply_concurrency: usize,
+) -> anyhow::Result<ControllerProcess> {
+    ControllerSpec::new(env!("CARGO_BIN_EXE_headway"), dir, identity)
+        .namespace(ns)
+        .args(["--lease-name", "headway-controller"])
+        .lease_seconds(LEASE_SECONDS)
+        .args(["--apply-concurrency", &apply_concurrency.to_string()])
+        .start()
 }
 
 async fn lease_holder(ns: &TestNamespace) -> anyhow::Result<Option<String>> {
@@ -145,9 +86,9 @@ async fn two_replicas_one_leader_and_handover_within_the_lease_duration() -> any
     let first = upstream.commit("first");
     let (_daemon, url) = git_daemon(&upstream);
 
-    let mut r1 = Process::start(&ns.name, "r1", dir.path(), 8)?;
+    let mut r1 = start(&ns.name, "r1", dir.path(), 8)?;
     wait_holder(&ns, "r1", Duration::from_secs(30)).await?;
-    let mut r2 = Process::start(&ns.name, "r2", dir.path(), 8)?;
+    let mut r2 = start(&ns.name, "r2", dir.path(), 8)?;
     create_gitsync(&ns, "site", &url, serde_json::json!({})).await?;
     wait_ready_at(&ns, "site", &first, Duration::from_secs(60)).await?;
     // Let a few intervals pass: still only r1 works.
@@ -237,7 +178,7 @@ async fn killed_mid_apply_then_restarted_converges() -> anyhow::Result<()> {
     let (_daemon, url) = git_daemon(&upstream);
 
     // One request at a time, so the apply takes long enough to be interrupted.
-    let mut first = Process::start(&ns.name, "k1", dir.path(), 1)?;
+    let mut first = start(&ns.name, "k1", dir.path(), 1)?;
     create_gitsync(
         &ns,
         "big",
@@ -273,7 +214,7 @@ async fn killed_mid_apply_then_restarted_converges() -> anyhow::Result<()> {
     );
 
     // The same replica restarts (same identity: it takes its Lease back at once).
-    let _second = Process::start(&ns.name, "k1", dir.path(), 16)?;
+    let _second = start(&ns.name, "k1", dir.path(), 16)?;
     let synced = wait_ready_at(&ns, "big", &head, Duration::from_secs(180)).await?;
     let status = synced.status.unwrap();
     assert_eq!(status.objects.as_ref().unwrap().total, N as u32);
@@ -331,7 +272,7 @@ async fn sigterm_lets_the_running_sync_finish_then_releases_the_lease() -> anyho
     let head = upstream.commit("many");
     let (_daemon, url) = git_daemon(&upstream);
 
-    let mut process = Process::start(&ns.name, "t1", dir.path(), 1)?;
+    let mut process = start(&ns.name, "t1", dir.path(), 1)?;
     create_gitsync(
         &ns,
         "big",

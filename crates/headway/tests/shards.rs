@@ -10,13 +10,12 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use headway_controller::crd::GitSync;
+use headway_tests::controller::{ControllerProcess, ControllerSpec};
 use headway_tests::git::{Upstream, git_daemon};
-use headway_tests::process::Guarded;
 use headway_tests::{TestNamespace, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
@@ -25,22 +24,12 @@ use support::*;
 const LEASE_SECONDS: u64 = 6;
 
 /// Starts `headway controller --shard SHARD` as `identity`; killed on drop.
-fn start(ns: &str, identity: &str, shard: &str, dir: &Path) -> anyhow::Result<Guarded> {
-    let log = std::fs::File::create(dir.join(format!("{identity}.log")))?;
-    Guarded::spawn(
-        Command::new(env!("CARGO_BIN_EXE_headway"))
-            .args(["controller", "--namespace", ns, "--lease-namespace", ns])
-            .args(["--identity", identity, "--shard", shard])
-            .args(["--http-address", "127.0.0.1:0"])
-            .args(["--lease-duration", &LEASE_SECONDS.to_string()])
-            .arg("--cache-dir")
-            .arg(dir.join(format!("cache-{identity}")))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log),
-    )
-    .context("starting headway controller")
+fn start(ns: &str, identity: &str, shard: &str, dir: &Path) -> anyhow::Result<ControllerProcess> {
+    ControllerSpec::new(env!("CARGO_BIN_EXE_headway"), dir, identity)
+        .namespace(ns)
+        .args(["--shard", shard])
+        .lease_seconds(LEASE_SECONDS)
+        .start()
 }
 
 async fn holder(ns: &TestNamespace, shard: &str) -> anyhow::Result<Option<String>> {

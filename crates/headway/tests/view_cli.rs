@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use headway_controller::GitSync;
+use headway_tests::controller::{ControllerProcess, ControllerSpec};
 use headway_tests::git::{Upstream, git_daemon};
 use headway_tests::process::Guarded;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -260,21 +261,11 @@ async fn status_json_watch_suspend_and_resume() -> anyhow::Result<()> {
 }
 
 /// A `headway controller` child process for the namespace `ns`; its log in `dir`.
-fn controller(ns: &str, dir: &Path) -> anyhow::Result<Guarded> {
-    let log = std::fs::File::create(dir.join("controller.log"))?;
-    Guarded::spawn(
-        Command::new(env!("CARGO_BIN_EXE_headway"))
-            .args(["controller", "--namespace", ns, "--lease-namespace", ns])
-            .args(["--identity", "cli-view", "--lease-duration", "6"])
-            .args(["--http-address", "127.0.0.1:0"])
-            .arg("--cache-dir")
-            .arg(dir.join("cache"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log),
-    )
-    .context("starting headway controller")
+fn controller(ns: &str, dir: &Path) -> anyhow::Result<ControllerProcess> {
+    ControllerSpec::new(env!("CARGO_BIN_EXE_headway"), dir, "cli-view")
+        .namespace(ns)
+        .lease_seconds(6)
+        .start()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,7 +286,7 @@ async fn sync_resume_and_rebuild_wait_with_a_controller_process() -> anyhow::Res
     let first = up.commit("one");
     let (_daemon, url) = git_daemon(&up);
     let _controller = controller(n, dir.path())?;
-    let log = || std::fs::read_to_string(dir.path().join("controller.log")).unwrap_or_default();
+    let log = || std::fs::read_to_string(dir.path().join("cli-view.log")).unwrap_or_default();
     // Long interval, no self-heal: only the requests sync.
     let spec = json!({"interval": "1h", "path": "app", "targetNamespace": n, "selfHeal": false});
     create_gitsync(&ns, "site", &url, spec).await?;

@@ -2,27 +2,7 @@
 //! (`fuzz/seeds/manifests`, `fuzz/regressions/manifests`) with the target's checks: manifests
 //! or errors naming the file, never a panic.
 
-use std::path::Path;
-
-fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut out = Vec::new();
-    for dir in ["seeds", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join(target)) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') {
-                out.push((
-                    format!("{dir}/{target}/{name}"),
-                    std::fs::read(e.path()).unwrap(),
-                ));
-            }
-        }
-    }
-    out
-}
+use headway_tests::fuzz_inputs as inputs;
 
 #[test]
 fn manifests_inputs_replay() {

@@ -1,27 +1,7 @@
 //! Replays, on stable, every input of the `repo_url` and `known_hosts` fuzz targets' seeds and
 //! regressions (`fuzz/seeds/*`, `fuzz/regressions/*`) with the targets' checks.
 
-use std::path::Path;
-
-fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut out = Vec::new();
-    for dir in ["seeds", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join(target)) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') {
-                out.push((
-                    format!("{dir}/{target}/{name}"),
-                    std::fs::read(e.path()).unwrap(),
-                ));
-            }
-        }
-    }
-    out
-}
+use headway_tests::fuzz_inputs as inputs;
 
 #[test]
 fn repo_url_inputs_replay() {

@@ -17,17 +17,16 @@
 //! port 16443 unless `--allow-shared-cluster`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use headway_controller::crd::GitSync;
-use headway_tests::process::Guarded;
+use headway_tests::controller::ControllerSpec;
 use kube::CustomResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::gitserve::{GitDaemon, git};
+use crate::gitserve::{GitDaemon, commit_all, init_pair};
 use crate::paths::Paths;
 
 /// What to measure.
@@ -88,16 +87,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     let repo_url = daemon.url("bench.git");
 
     // The CRD and the namespace of the GitSyncs.
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
-    crds.patch(
-        "gitsyncs.headway.dev",
-        &PatchParams::apply("headway-bench").force(),
-        &Patch::Apply(&GitSync::crd()),
-    )
-    .await
-    .context("installing the GitSync CRD")?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    headway_tests::install_crd(&client, &GitSync::crd()).await?;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     namespaces
         .patch(
@@ -109,26 +99,11 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         )
         .await?;
 
-    let log = dir.path().join("controller.log");
-    let mut controller = Guarded::spawn(
-        Command::new(headway)
-            .args([
-                "controller",
-                "--namespace",
-                NAMESPACE,
-                "--lease-namespace",
-                NAMESPACE,
-            ])
-            .args(["--identity", "bench", "--concurrency", "4"])
-            .args(["--http-address", "127.0.0.1:0"])
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?),
-    )
-    .context("starting headway controller")?;
+    let mut controller = ControllerSpec::new(headway, dir.path(), "bench")
+        .namespace(NAMESPACE)
+        .args(["--concurrency", "4"])
+        .log_level("warn")
+        .start()?;
     let pid = controller.id();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss(pid)?;
@@ -155,12 +130,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     }
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {
-        if let Some(status) = controller.try_wait()? {
-            bail!(
-                "the controller exited with {status}:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
+        controller.ensure_running()?;
         let list = api.list(&Default::default()).await?;
         let ready = list
             .items
@@ -307,25 +277,7 @@ fn make_repository(dir: &Path, syncs: usize, per_sync: usize) -> anyhow::Result<
             std::fs::write(d.join(format!("part-{k:03}.yaml")), chunk.concat())?;
         }
     }
-    git(&bare, &["init", "-q", "--bare", "-b", "main"])?;
-    git(&work, &["init", "-q", "-b", "main"])?;
-    git(&work, &["add", "-A"])?;
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "bench",
-        ],
-    )?;
-    git(
-        &work,
-        &["push", "-q", bare.to_str().context("path")?, "main"],
-    )?;
+    init_pair(&work, &bare)?;
+    commit_all(&work, &bare, "bench")?;
     Ok(())
 }

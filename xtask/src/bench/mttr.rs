@@ -17,18 +17,18 @@
 //! `--allow-shared-cluster`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use headway_controller::crd::GitSync;
-use headway_tests::process::Guarded;
+use headway_tests::controller::{ControllerProcess, ControllerSpec};
 use kube::CustomResourceExt as _;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use super::floor::{self, resource};
-use crate::gitserve::{GitDaemon, git};
+use crate::gitserve::{GitDaemon, commit_all, init_pair};
 use crate::paths::Paths;
 
 /// What to measure.
@@ -169,26 +169,8 @@ fn make_repository(dir: &Path, plain: &[Value], chart: &[Value]) -> anyhow::Resu
         work.join("chart/templates/objects.yaml"),
         "{{- range .Values.objects }}\n---\n{{ toJson . }}\n{{- end }}\n",
     )?;
-    git(&bare, &["init", "-q", "--bare", "-b", "main"])?;
-    git(&work, &["init", "-q", "-b", "main"])?;
-    git(&work, &["add", "-A"])?;
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "mttr",
-        ],
-    )?;
-    git(
-        &work,
-        &["push", "-q", bare.to_str().context("path")?, "main"],
-    )?;
+    init_pair(&work, &bare)?;
+    commit_all(&work, &bare, "mttr")?;
     Ok(())
 }
 
@@ -235,17 +217,7 @@ async fn run_async(paths: &Paths, headway: &Path, params: &Params) -> anyhow::Re
     );
 
     // The GitSync CRD, the controller's namespace, the controller.
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &resource("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
-    );
-    crds.patch(
-        "gitsyncs.headway.dev",
-        &PatchParams::apply("headway-bench").force(),
-        &Patch::Apply(serde_json::to_value(GitSync::crd())?),
-    )
-    .await
-    .context("installing the GitSync CRD")?;
+    headway_tests::install_crd(&client, &GitSync::crd()).await?;
     let ns_api: Api<DynamicObject> = Api::all_with(client.clone(), &resource("v1", "Namespace"));
     ns_api
         .patch(
@@ -256,29 +228,14 @@ async fn run_async(paths: &Paths, headway: &Path, params: &Params) -> anyhow::Re
             ),
         )
         .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await; // the GitSync CRD Established
-    let log = dir.path().join("controller.log");
-    let mut controller = Guarded::spawn(
-        Command::new(headway)
-            .args([
-                "controller",
-                "--namespace",
-                SYSTEM,
-                "--lease-namespace",
-                SYSTEM,
-            ])
-            .args(["--identity", "mttr", "--concurrency", "4"])
-            .args(["--http-address", "127.0.0.1:0"])
-            .args(["--apply-concurrency", &params.concurrency.to_string()])
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .env("RUST_LOG", "warn")
-            .env("KUBECONFIG", &kubeconfig)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?),
-    )
-    .context("starting headway controller")?;
+    let mut controller = ControllerSpec::new(headway, dir.path(), "mttr")
+        .namespace(SYSTEM)
+        .args(["--concurrency", "4"])
+        .args(["--apply-concurrency", &params.concurrency.to_string()])
+        .log_level("warn")
+        .env("KUBECONFIG", &kubeconfig)
+        .start()?;
+    let log = controller.log_path().to_path_buf();
     let syncs: Api<GitSync> = Api::namespaced(client.clone(), SYSTEM);
     let started = Instant::now();
     for (name, path) in [("plain", "plain"), ("chart", "chart")] {
@@ -295,7 +252,7 @@ async fn run_async(paths: &Paths, headway: &Path, params: &Params) -> anyhow::Re
             }
         }
     }
-    wait_ready(&syncs, &mut controller, &log).await?;
+    wait_ready(&syncs, &mut controller).await?;
     println!(
         "initial sync: both GitSyncs Ready after {:.1?}",
         started.elapsed()
@@ -460,17 +417,11 @@ async fn disaster(client: &kube::Client, namespaces: &[String]) -> anyhow::Resul
 
 async fn wait_ready(
     syncs: &Api<GitSync>,
-    controller: &mut Guarded,
-    log: &Path,
+    controller: &mut ControllerProcess,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        if let Some(status) = controller.try_wait()? {
-            bail!(
-                "the controller exited with {status}:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
+        controller.ensure_running()?;
         let list = syncs.list(&ListParams::default()).await?;
         let ready = list
             .items
@@ -487,7 +438,7 @@ async fn wait_ready(
         ensure!(
             Instant::now() < deadline,
             "only {ready} of 2 GitSyncs Ready after {TIMEOUT:?}; controller log {}",
-            log.display()
+            controller.log_path().display()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -13,8 +13,7 @@ use headway_controller::crd::ANNOTATION_SYNC_REQUESTED;
 use headway_controller::progress::Bus;
 use headway_controller::view::Syncs;
 use headway_tests::{TestNamespace, wait_for};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::{Client, CustomResourceExt};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,37 +21,7 @@ use tokio::net::TcpStream;
 
 /// Installs (or updates) the GitSync CRD and waits until it is Established.
 pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let name = "gitsyncs.headway.dev";
-    api.patch(
-        name,
-        &PatchParams::apply("headway-tests").force(),
-        &Patch::Apply(&GitSync::crd()),
-    )
-    .await
-    .context("applying the GitSync CRD")?;
-    wait_for(
-        "the GitSync CRD to be Established",
-        Duration::from_secs(30),
-        || {
-            let api = api.clone();
-            async move {
-                let crd = api.get(name).await?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                Ok(if established {
-                    Ok(())
-                } else {
-                    Err("not established".into())
-                })
-            }
-        },
-    )
-    .await
+    headway_tests::install_crd(client, &GitSync::crd()).await
 }
 
 /// The API served in this process for one namespace.

@@ -12,7 +12,6 @@ use headway_controller::{Leadership, Options};
 use headway_tests::{TestCluster, TestNamespace, wait_for};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use serde_json::{Value, json};
@@ -27,38 +26,7 @@ pub fn git_enabled(test: &str) -> bool {
 /// Installs (or updates) the GitSync CRD with server-side apply and waits until it is
 /// Established. Every test binary does this; the same manager and content make it idempotent.
 pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = GitSync::crd();
-    let name = "gitsyncs.headway.dev";
-    api.patch(
-        name,
-        &PatchParams::apply("headway-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .context("applying the GitSync CRD")?;
-    wait_for(
-        "the GitSync CRD to be Established",
-        Duration::from_secs(30),
-        || {
-            let api = api.clone();
-            async move {
-                let crd = api.get(name).await?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                Ok(if established {
-                    Ok(())
-                } else {
-                    Err("not established".into())
-                })
-            }
-        },
-    )
-    .await
+    headway_tests::install_crd(client, &GitSync::crd()).await
 }
 
 /// A controller running in this process.

@@ -3,13 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use headway_tests::faults::FaultCluster;
+use headway_tests::controller::{ControllerProcess, ControllerSpec};
+use headway_tests::faults::{FaultCluster, Toxiproxy};
 use headway_tests::git::Upstream;
-use headway_tests::process::Guarded;
 use headway_tests::{TestNamespace, wait_for};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
@@ -26,10 +25,7 @@ pub const LEASE_SECONDS: u64 = 6;
 pub const APPLY_CONCURRENCY: usize = 32;
 
 /// A `headway controller` child process on the fault cluster; killed on drop.
-pub struct Controller {
-    _child: Guarded,
-    log: PathBuf,
-}
+pub struct Controller(ControllerProcess);
 
 impl Controller {
     pub fn start(fc: &FaultCluster, ns: &str, dir: &Path) -> anyhow::Result<Controller> {
@@ -50,44 +46,68 @@ impl Controller {
         apply_concurrency: usize,
         lease_seconds: u64,
     ) -> anyhow::Result<Controller> {
-        let log = dir.join(format!("{identity}.log"));
-        let file = std::fs::File::create(&log)?;
-        let child = Guarded::spawn(
-            Command::new(env!("CARGO_BIN_EXE_headway"))
-                .arg("--kubeconfig")
-                .arg(kubeconfig)
-                .args(["controller", "--namespace", ns, "--lease-namespace", ns])
-                .args(["--http-address", "127.0.0.1:0"])
-                .args([
-                    "--identity",
-                    identity,
-                    "--lease-duration",
-                    &lease_seconds.to_string(),
-                ])
-                .args(["--apply-concurrency", &apply_concurrency.to_string()])
-                .arg("--cache-dir")
-                .arg(dir.join(format!("cache-{identity}")))
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(file.try_clone()?)
-                .stderr(file),
-        )
-        .context("starting headway controller")?;
-        Ok(Controller { _child: child, log })
+        ControllerSpec::new(env!("CARGO_BIN_EXE_headway"), dir, identity)
+            .kubeconfig(kubeconfig)
+            .namespace(ns)
+            .lease_seconds(lease_seconds)
+            .args(["--apply-concurrency", &apply_concurrency.to_string()])
+            .start()
+            .map(Controller)
+    }
+
+    /// As `identity`, with more arguments.
+    pub fn start_args(
+        kubeconfig: &Path,
+        ns: &str,
+        dir: &Path,
+        identity: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Controller> {
+        ControllerSpec::new(env!("CARGO_BIN_EXE_headway"), dir, identity)
+            .kubeconfig(kubeconfig)
+            .namespace(ns)
+            .args(args.iter().copied())
+            .start()
+            .map(Controller)
+    }
+
+    /// SIGKILL: nothing is finished or released.
+    pub fn kill(&mut self) {
+        self.0.kill();
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.log_text()
     }
 
     /// The ERROR lines logged so far.
     pub fn error_lines(&self) -> Vec<String> {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains("\"level\":\"ERROR\""))
-            .map(str::to_string)
-            .collect()
+        self.0.error_lines()
     }
+}
+
+/// A kubeconfig (in `dir`) reaching the fault cluster's API server through the toxiproxy proxy
+/// `name`, created here.
+pub fn proxied_kubeconfig(
+    fc: &FaultCluster,
+    proxy: &Toxiproxy,
+    name: &str,
+    dir: &Path,
+) -> anyhow::Result<PathBuf> {
+    let api_port = fc
+        .cluster
+        .config
+        .cluster_url
+        .port_u16()
+        .context("the API server's port")?;
+    let port = proxy.proxy(name, api_port)?;
+    let text = std::fs::read_to_string(&fc.kubeconfig)?.replace(
+        &format!("127.0.0.1:{api_port}"),
+        &format!("127.0.0.1:{port}"),
+    );
+    let path = dir.join(format!("kubeconfig-{name}"));
+    std::fs::write(&path, text)?;
+    Ok(path)
 }
 
 /// A ConfigMap Headway did not create, in the sync's namespace: it must stay untouched.
