@@ -16,21 +16,21 @@
 //! `--allow-shared-cluster`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, bail, ensure};
 use futures::{StreamExt as _, TryStreamExt as _};
 use headway_controller::crd::{ANNOTATION_SYNC_REQUESTED, GitSync};
 use headway_controller::{RequestKind, RequestState, request_state};
-use headway_tests::process::Guarded;
+use headway_tests::controller::{ControllerProcess, ControllerSpec};
 use kube::CustomResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::json;
 
-use crate::gitserve::{GitDaemon, git};
+use crate::gitserve::{GitDaemon, commit_all, init_pair};
 use crate::paths::Paths;
 
 /// What to measure.
@@ -113,16 +113,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
             .count()
     };
 
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
-    crds.patch(
-        "gitsyncs.headway.dev",
-        &PatchParams::apply("headway-bench").force(),
-        &Patch::Apply(&GitSync::crd()),
-    )
-    .await
-    .context("installing the GitSync CRD")?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    headway_tests::install_crd(&client, &GitSync::crd()).await?;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     namespaces
         .patch(
@@ -145,22 +136,14 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
             .for_each(|_| async {}),
     );
 
-    let log = dir.path().join("controller.log");
-    let mut command = Command::new(headway);
-    command
-        .args(["controller", "--namespace", NAMESPACE])
-        .args(["--lease-namespace", NAMESPACE, "--identity", "bench-scale"])
-        .args(["--http-address", "127.0.0.1:0", "--log-format", "text"])
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?);
+    let mut spec = ControllerSpec::new(headway, dir.path(), "bench-scale")
+        .namespace(NAMESPACE)
+        .args(["--log-format", "text"])
+        .log_level("warn");
     if let Some(c) = params.concurrency {
-        command.args(["--concurrency", &c.to_string()]);
+        spec = spec.args(["--concurrency", &c.to_string()]);
     }
-    let mut controller = Guarded::spawn(&mut command).context("starting headway controller")?;
+    let mut controller = spec.start()?;
     let pid = controller.id();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle, _) = memory(pid)?;
@@ -201,7 +184,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         "{} GitSyncs created in {created_in:.1?}; waiting until all are Ready",
         params.syncs
     );
-    wait_all(&gitsyncs, &mut controller, &log, params.syncs, |g| {
+    wait_all(&gitsyncs, &mut controller, params.syncs, |g| {
         g.status
             .as_ref()
             .is_some_and(|s| headway_controller::conditions::is_true(&s.conditions, "Ready"))
@@ -246,7 +229,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         .buffer_unordered(CLIENT_CONCURRENCY)
         .try_collect::<()>()
         .await?;
-    wait_all(&gitsyncs, &mut controller, &log, params.syncs, |g| {
+    wait_all(&gitsyncs, &mut controller, params.syncs, |g| {
         request_state(g, RequestKind::Sync, &value) == RequestState::Done { ok: true }
     })
     .await?;
@@ -265,8 +248,8 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         "no-op pass handled after {wall:.1?}; {:.1} CPU s; {} fetches",
         noop.cpu_s, noop.fetches
     );
-    let errors = std::fs::read_to_string(&log)
-        .unwrap_or_default()
+    let errors = controller
+        .log_text()
         .lines()
         .filter(|l| l.contains("ERROR"))
         .count();
@@ -381,20 +364,14 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
 /// server more than some of what is measured).
 async fn wait_all(
     gitsyncs: &Store<GitSync>,
-    controller: &mut Guarded,
-    log: &Path,
+    controller: &mut ControllerProcess,
     n: usize,
     done: impl Fn(&GitSync) -> bool,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut reported = Instant::now();
     loop {
-        if let Some(status) = controller.try_wait()? {
-            bail!(
-                "the controller exited with {status}:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
+        controller.ensure_running()?;
         let count = gitsyncs.state().iter().filter(|g| done(g)).count();
         if count >= n {
             return Ok(());
@@ -541,7 +518,6 @@ fn make_repository(dir: &Path, syncs: usize, objects: usize) -> anyhow::Result<(
     let work = dir.join("work");
     let bare = dir.join("srv/scale.git");
     std::fs::create_dir_all(&work)?;
-    std::fs::create_dir_all(&bare)?;
     for i in 0..syncs {
         let d = work.join(format!("s{i}"));
         std::fs::create_dir_all(&d)?;
@@ -565,13 +541,6 @@ fn make_repository(dir: &Path, syncs: usize, objects: usize) -> anyhow::Result<(
             std::fs::write(d.join("b.yaml"), docs[half..].join("---\n"))?;
         }
     }
-    git(&bare, &["init", "-q", "--bare", "-b", "main"])?;
-    git(&work, &["init", "-q", "-b", "main"])?;
-    git(&work, &["add", "-A"])?;
-    git(&work, &["commit", "-q", "-m", "scale"])?;
-    git(
-        &work,
-        &["push", "-q", bare.to_str().context("path")?, "main"],
-    )?;
-    Ok(())
+    init_pair(&work, &bare)?;
+    commit_all(&work, &bare, "scale")
 }
