@@ -71,7 +71,7 @@ async fn run(
     // Fetch.
     let t = Instant::now();
     tracker.stage_started(Stage::Fetch, None, None);
-    let fetched = match fetch(ctx, obj, spec, trigger, rebuild).await {
+    let fetched = match fetch(ctx, obj, spec, rebuild).await {
         // A remote chart is part of the source: resolved now, so its version is in the revision.
         Ok((revision, scratch)) => match fetch_chart(ctx, obj, spec).await {
             Ok(chart) => Ok((revision, scratch, chart)),
@@ -192,22 +192,29 @@ pub fn revision_name(reference: &GitRef, sha: &str) -> String {
     }
 }
 
-/// Which shared fetch results a run may use: a sync request (a webhook makes one too) only one
-/// that started after the request was made; any other run one that started within a tenth of
-/// its interval (and within `--fetch-reuse`), so reuse delays a push by no more than the
-/// interval's jitter does.
-pub fn freshness(obj: &GitSync, trigger: Trigger, interval: Duration) -> Freshness {
-    if trigger != Trigger::SyncRequested {
-        return Freshness::Recent(interval / 10);
-    }
+/// Which shared fetch results a run may use: while a sync request (a webhook makes one too) is
+/// pending, whatever triggered the run (a request, or a spec change such as `headway resume`
+/// made together with one), only a fetch that started after the request was made; otherwise one
+/// that started within a tenth of the interval (and within `--fetch-reuse`), so reuse delays a
+/// push by no more than the interval's jitter does.
+pub fn freshness(obj: &GitSync, interval: Duration) -> Freshness {
     let requested = obj
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(ANNOTATION_SYNC_REQUESTED))
-        .and_then(|v| schedule::parse_time(v));
-    // Unreadable: the request is at most as old as this run.
-    Freshness::StartedAfter(requested.unwrap_or_else(SystemTime::now))
+        .and_then(|a| a.get(ANNOTATION_SYNC_REQUESTED));
+    let handled = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.last_handled_sync_request.as_deref());
+    match requested {
+        // Pending, as `schedule::plan` decides it.
+        Some(value) if Some(value.as_str()) != handled => Freshness::StartedAfter(
+            // Unreadable: the request is at most as old as this run.
+            schedule::parse_time(value).unwrap_or_else(SystemTime::now),
+        ),
+        _ => Freshness::Recent(interval / 10),
+    }
 }
 
 /// Fetch: the revision, and the scratch cache of a rebuild (to remove after rendering).
@@ -215,7 +222,6 @@ async fn fetch(
     ctx: &Ctx,
     obj: &GitSync,
     spec: &EffectiveSpec,
-    trigger: Trigger,
     rebuild: bool,
 ) -> Result<(Revision, Option<PathBuf>), Failure> {
     let (ns, name) = key_of(obj);
@@ -238,7 +244,7 @@ async fn fetch(
         (fetched, Some(dir))
     } else {
         let cache = ctx.cache.clone();
-        let freshness = freshness(obj, trigger, spec.interval);
+        let freshness = freshness(obj, spec.interval);
         let fetched =
             tokio::task::spawn_blocking(move || cache.fetch(&source, &options, freshness)).await;
         (fetched, None)
@@ -597,41 +603,33 @@ mod tests {
     }
 
     #[test]
-    fn only_a_sync_request_asks_for_a_fetch_newer_than_the_request() {
+    fn only_a_pending_sync_request_asks_for_a_fetch_newer_than_the_request() {
+        let minute = Duration::from_secs(60);
+        let recent = Freshness::Recent(Duration::from_secs(6));
         let mut obj = GitSync::new(
             "s",
             serde_json::from_value(serde_json::json!({"repository": {"url": "git://h/r"}}))
                 .unwrap(),
         );
-        for trigger in [
-            Trigger::New,
-            Trigger::SpecChanged,
-            Trigger::Interval,
-            Trigger::Retry,
-            Trigger::Interrupted,
-        ] {
-            assert_eq!(
-                freshness(&obj, trigger, Duration::from_secs(60)),
-                Freshness::Recent(Duration::from_secs(6)),
-                "{trigger:?}"
-            );
-        }
-        obj.metadata.annotations = Some(
-            [(
-                ANNOTATION_SYNC_REQUESTED.to_string(),
-                "2026-12-01T17:00:00.250Z".to_string(),
-            )]
-            .into(),
-        );
+        assert_eq!(freshness(&obj, minute), recent, "no request");
+        let value = "2026-12-01T17:00:00.250Z";
+        obj.metadata.annotations =
+            Some([(ANNOTATION_SYNC_REQUESTED.to_string(), value.to_string())].into());
         assert_eq!(
-            freshness(&obj, Trigger::SyncRequested, Duration::from_secs(60)),
-            Freshness::StartedAfter(schedule::parse_time("2026-12-01T17:00:00.250Z").unwrap())
+            freshness(&obj, minute),
+            Freshness::StartedAfter(schedule::parse_time(value).unwrap()),
+            "pending"
         );
+        obj.status = Some(crate::crd::GitSyncStatus {
+            last_handled_sync_request: Some(value.to_string()),
+            ..Default::default()
+        });
+        assert_eq!(freshness(&obj, minute), recent, "handled already");
         // An unreadable request time: fresher than the run itself.
         obj.metadata.annotations =
             Some([(ANNOTATION_SYNC_REQUESTED.to_string(), "soon".to_string())].into());
         let before = SystemTime::now();
-        match freshness(&obj, Trigger::SyncRequested, Duration::from_secs(60)) {
+        match freshness(&obj, minute) {
             Freshness::StartedAfter(t) => assert!(t >= before),
             other => panic!("{other:?}"),
         }
