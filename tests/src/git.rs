@@ -240,6 +240,15 @@ impl Server {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// How many fetches `git daemon` served so far: the `Request upload-pack` lines of its log
+    /// (it runs with `--verbose`).
+    pub fn upload_packs(&self) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains("Request upload-pack"))
+            .count()
+    }
+
     /// The server's process id (also its process group id).
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -257,6 +266,7 @@ pub fn git_daemon(upstream: &Upstream) -> (Server, String) {
     cmd.env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .arg("daemon")
+        .arg("--verbose")
         .arg("--reuseaddr")
         .arg("--export-all")
         .arg("--listen=127.0.0.1")

@@ -59,25 +59,40 @@ pub struct GitDaemon {
 impl GitDaemon {
     /// Starts it on a free port and returns once it accepts connections.
     pub fn start(base: &Path) -> anyhow::Result<Self> {
+        Self::start_logged(base, None)
+    }
+
+    /// The same, with `--verbose` and its log written to `log` (one `Request upload-pack`
+    /// line per fetch served).
+    pub fn start_logged(base: &Path, log: Option<&Path>) -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Guarded::spawn(
-            Command::new("git")
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .args([
-                    "daemon",
-                    "--reuseaddr",
-                    "--export-all",
-                    "--listen=127.0.0.1",
-                ])
-                .arg(format!("--port={port}"))
-                .arg(format!("--base-path={}", base.display()))
-                .arg(base)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )
-        .context("start git daemon (Debian package git)")?;
+        let mut command = Command::new("git");
+        command
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        match log {
+            Some(log) => {
+                command
+                    .arg("--verbose")
+                    .stderr(std::fs::File::create(log).context("create the git daemon log")?);
+            }
+            None => {
+                command.stderr(Stdio::null());
+            }
+        }
+        command.arg(base);
+        let child =
+            Guarded::spawn(&mut command).context("start git daemon (Debian package git)")?;
         let mut daemon = GitDaemon {
             child: Some(child),
             port,

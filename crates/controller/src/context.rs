@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use headway_apply::{Engine, Identity};
 use headway_render::ToolOptions;
-use headway_source::Cache;
+use headway_source::SharedCache;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
@@ -23,7 +23,9 @@ pub type Key = (String, String);
 pub struct Ctx {
     pub client: kube::Client,
     pub engine: Arc<Engine>,
-    pub cache: Arc<Cache>,
+    /// The git cache, its fetches shared between GitSyncs of one source (single flight, a
+    /// short reuse window; a sync request always gets a fresh fetch).
+    pub cache: Arc<SharedCache>,
     pub cache_dir: PathBuf,
     /// This replica's identity, the `reportingInstance` of its Events.
     pub identity: String,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use headway_apply::{Engine, EngineOptions};
 use headway_render::ToolOptions;
-use headway_source::Cache;
+use headway_source::{Cache, SharedCache};
 use kube::api::Api;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::watcher;
@@ -49,6 +49,9 @@ pub struct Options {
     pub identity: String,
     /// Where git repositories are cached.
     pub cache_dir: PathBuf,
+    /// How long a fetched revision is reused by other syncs of the same repository and ref
+    /// (sync requests and webhooks always fetch afresh); see `headway_source::SharedCache`.
+    pub fetch_reuse: Duration,
     /// Watch GitSyncs of this namespace only; `None`: every namespace.
     pub namespace: Option<String>,
     /// Take only the GitSyncs of this shard, electing a leader on the shard's own Lease
@@ -80,6 +83,7 @@ impl Options {
             lease_duration: Duration::from_secs(15),
             identity: identity.into(),
             cache_dir: cache_dir.into(),
+            fetch_reuse: DEFAULT_FETCH_REUSE,
             namespace: None,
             shard: None,
             shutdown_timeout: Duration::from_secs(30),
@@ -91,6 +95,9 @@ impl Options {
         }
     }
 }
+
+/// Default of [`Options::fetch_reuse`].
+pub const DEFAULT_FETCH_REUSE: Duration = Duration::from_secs(10);
 
 /// Why the controller stopped.
 #[derive(Debug, thiserror::Error)]
@@ -145,12 +152,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
     leadership: Option<watch::Sender<bool>>,
 ) -> Result<(), RunError> {
-    let cache = Arc::new(
+    let cache = Arc::new(SharedCache::new(
         Cache::new(&options.cache_dir).map_err(|source| RunError::Cache {
             dir: options.cache_dir.clone(),
             source,
         })?,
-    );
+        options.fetch_reuse,
+    ));
     let lease_name = match &options.shard {
         Some(shard) => shard.lease_name(&options.lease_name),
         None => options.lease_name.clone(),
@@ -253,7 +261,7 @@ pub async fn run(
 async fn lead(
     client: kube::Client,
     options: &Options,
-    cache: Arc<Cache>,
+    cache: Arc<SharedCache>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let engine = loop {

@@ -7,7 +7,6 @@
 //! succeeded completely (only then does a `RenderedSet` exist).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use headway_apply::{
@@ -18,14 +17,15 @@ use headway_model::health::{Health, HealthStatus};
 use headway_model::{RenderedSet, SyncOwner};
 use headway_render::chart::{ChartCache, ChartRef, FetchChartOptions, ResolvedChart};
 use headway_render::{Capabilities, HelmOptions, RenderOptions, RenderType};
-use headway_source::{Cache, FetchOptions, GitRef, Revision, Source};
+use headway_source::{Cache, FetchOptions, Freshness, GitRef, Revision, Source};
 use tracing::warn;
 
 use crate::conditions::Reason;
 use crate::context::{Ctx, key_of};
 use crate::crd::{
-    DriftSummary, DriftedObject, EffectiveSpec, GitSync, MAX_DRIFT_FIELDS, MAX_DRIFT_LISTED,
-    MAX_UNHEALTHY_LISTED, ObjectCounts, StageTiming, UnhealthyObject,
+    ANNOTATION_SYNC_REQUESTED, DriftSummary, DriftedObject, EffectiveSpec, GitSync,
+    MAX_DRIFT_FIELDS, MAX_DRIFT_LISTED, MAX_UNHEALTHY_LISTED, ObjectCounts, StageTiming,
+    UnhealthyObject,
 };
 use crate::credentials::{chart_credentials, credentials};
 use crate::outcome::{Failure, HealthSummary, Outcome, RunResult};
@@ -192,6 +192,31 @@ pub fn revision_name(reference: &GitRef, sha: &str) -> String {
     }
 }
 
+/// Which shared fetch results a run may use: while a sync request (a webhook makes one too) is
+/// pending, whatever triggered the run (a request, or a spec change such as `headway resume`
+/// made together with one), only a fetch that started after the request was made; otherwise one
+/// that started within a tenth of the interval (and within `--fetch-reuse`), so reuse delays a
+/// push by no more than the interval's jitter does.
+pub fn freshness(obj: &GitSync, interval: Duration) -> Freshness {
+    let requested = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_SYNC_REQUESTED));
+    let handled = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.last_handled_sync_request.as_deref());
+    match requested {
+        // Pending, as `schedule::plan` decides it.
+        Some(value) if Some(value.as_str()) != handled => Freshness::StartedAfter(
+            // Unreadable: the request is at most as old as this run.
+            schedule::parse_time(value).unwrap_or_else(SystemTime::now),
+        ),
+        _ => Freshness::Recent(interval / 10),
+    }
+}
+
 /// Fetch: the revision, and the scratch cache of a rebuild (to remove after rendering).
 async fn fetch(
     ctx: &Ctx,
@@ -207,22 +232,24 @@ async fn fetch(
         timeout: spec.timeout,
         ..FetchOptions::default()
     };
-    let (cache, scratch) = if rebuild {
-        // Bypass the cache: a fresh, empty one for this fetch only.
+    let result = if rebuild {
+        // Bypass the cache: a fresh, empty one for this fetch only, shared with nobody.
         let dir = ctx.cache_dir.join(format!(
             ".rebuild-{}",
             obj.metadata.uid.as_deref().unwrap_or(&name)
         ));
         let _ = std::fs::remove_dir_all(&dir);
         let cache = Cache::new(&dir).map_err(|e| Failure::at(Stage::Fetch, e.to_string(), true))?;
-        (Arc::new(cache), Some(dir))
+        let fetched = tokio::task::spawn_blocking(move || cache.fetch(&source, &options)).await;
+        (fetched, Some(dir))
     } else {
-        (ctx.cache.clone(), None)
+        let cache = ctx.cache.clone();
+        let freshness = freshness(obj, spec.interval);
+        let fetched =
+            tokio::task::spawn_blocking(move || cache.fetch(&source, &options, freshness)).await;
+        (fetched, None)
     };
-    let result = {
-        let cache = cache.clone();
-        tokio::task::spawn_blocking(move || cache.fetch(&source, &options)).await
-    };
+    let (result, scratch) = result;
     match result {
         Ok(Ok(r)) => Ok((r, scratch)),
         Ok(Err(e)) => {
@@ -573,6 +600,39 @@ mod tests {
             revision_name(&GitRef::Commit(sha.into()), sha),
             format!("sha1:{sha}")
         );
+    }
+
+    #[test]
+    fn only_a_pending_sync_request_asks_for_a_fetch_newer_than_the_request() {
+        let minute = Duration::from_secs(60);
+        let recent = Freshness::Recent(Duration::from_secs(6));
+        let mut obj = GitSync::new(
+            "s",
+            serde_json::from_value(serde_json::json!({"repository": {"url": "git://h/r"}}))
+                .unwrap(),
+        );
+        assert_eq!(freshness(&obj, minute), recent, "no request");
+        let value = "2026-12-01T17:00:00.250Z";
+        obj.metadata.annotations =
+            Some([(ANNOTATION_SYNC_REQUESTED.to_string(), value.to_string())].into());
+        assert_eq!(
+            freshness(&obj, minute),
+            Freshness::StartedAfter(schedule::parse_time(value).unwrap()),
+            "pending"
+        );
+        obj.status = Some(crate::crd::GitSyncStatus {
+            last_handled_sync_request: Some(value.to_string()),
+            ..Default::default()
+        });
+        assert_eq!(freshness(&obj, minute), recent, "handled already");
+        // An unreadable request time: fresher than the run itself.
+        obj.metadata.annotations =
+            Some([(ANNOTATION_SYNC_REQUESTED.to_string(), "soon".to_string())].into());
+        let before = SystemTime::now();
+        match freshness(&obj, minute) {
+            Freshness::StartedAfter(t) => assert!(t >= before),
+            other => panic!("{other:?}"),
+        }
     }
 
     fn id(group: &str, kind: &str, name: &str) -> ObjectRef {

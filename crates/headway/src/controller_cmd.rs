@@ -49,6 +49,11 @@ pub struct ControllerArgs {
     /// Directory of the git cache.
     #[arg(long, default_value = "/var/cache/headway")]
     pub cache_dir: PathBuf,
+    /// Seconds a fetched revision is reused by other GitSyncs of the same repository and ref
+    /// (one fetch serves them all); sync requests and webhooks always fetch afresh. 0: every
+    /// sync fetches (concurrent ones still share one fetch).
+    #[arg(long, default_value_t = 10)]
+    pub fetch_reuse: u64,
     /// Seconds running syncs may take to finish at shutdown.
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
@@ -195,6 +200,7 @@ pub fn run(cluster: &ClusterArgs, args: ControllerArgs) -> anyhow::Result<()> {
         let identity = args.identity.clone().unwrap_or_else(default_identity);
         let mut options = headway_controller::Options::new(identity, &args.cache_dir);
         options.concurrency = args.concurrency;
+        options.fetch_reuse = Duration::from_secs(args.fetch_reuse);
         options.lease_name = args.lease_name.clone();
         options.lease_namespace = args.lease_namespace.clone();
         options.lease_duration = Duration::from_secs(args.lease_duration);

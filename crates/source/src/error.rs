@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::types::GitRef;
 
-/// Why a fetch failed.
-#[derive(Debug, thiserror::Error)]
+/// Why a fetch failed. `Clone`, so that the callers sharing one fetch all get its error.
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SourceError {
     /// The source itself is malformed (bad URL, ref name, auth not fitting the URL's scheme).

@@ -11,6 +11,9 @@
 //! keys are refused). Trees are checked before they are written: no symlink may resolve outside
 //! the checkout, and [`Limits`] bound the size and number of files.
 //!
+//! [`SharedCache`] puts a single flight and a short reuse window in front of a `Cache`, so that
+//! many syncs of one source at one revision share one fetch and one checkout.
+//!
 //! **The API is blocking.** Call it from async code through `tokio::task::spawn_blocking`. Each
 //! call is bounded by [`FetchOptions::timeout`] (the work runs on a worker thread) and the TCP
 //! connection by [`FetchOptions::connect_timeout`].
@@ -32,6 +35,7 @@ pub mod fuzzing;
 mod git;
 mod known_hosts;
 mod secret;
+mod shared;
 mod tree;
 mod types;
 mod url;
@@ -39,4 +43,5 @@ mod url;
 pub use cache::Cache;
 pub use error::SourceError;
 pub use secret::{Secret, redact_url};
+pub use shared::{Freshness, SharedCache, SharedStats};
 pub use types::{Auth, FetchOptions, FetchStats, GitRef, Limits, Revision, Source};

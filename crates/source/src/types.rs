@@ -99,7 +99,7 @@ impl fmt::Debug for Source {
 }
 
 /// Limits on the checked-out tree, checked before any file is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Limits {
     /// Maximum sum of file sizes in bytes (default 256 MiB).
     pub max_bytes: u64,

@@ -8,6 +8,7 @@ mod fetch;
 mod floor;
 mod mttr;
 mod render;
+mod scale;
 
 use clap::Subcommand;
 
@@ -34,6 +35,10 @@ pub enum BenchTask {
     /// `headway rebuild --wait` timed until everything is Current, against the floor (the same
     /// objects re-created by a minimal concurrent SSA client). Uses the cluster of KUBECONFIG.
     Mttr(mttr::Params),
+    /// 1,000 GitSyncs of one repository (10 objects each) from created to all Ready, then a
+    /// no-op pass (a sync request on all): wall time, the controller's peak memory and CPU,
+    /// fetches served (targets: 60 s, 128 MiB). Uses the cluster of KUBECONFIG.
+    Scale(scale::Params),
 }
 
 /// Runs one benchmark.
@@ -45,6 +50,7 @@ pub fn run(paths: &Paths, task: BenchTask) -> anyhow::Result<()> {
         BenchTask::Apply(params) => apply::run(paths, params),
         BenchTask::Controller(params) => controller::run(paths, params),
         BenchTask::Mttr(params) => mttr::run(paths, params),
+        BenchTask::Scale(params) => scale::run(paths, params),
     }
 }
 
