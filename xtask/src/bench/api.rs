@@ -258,13 +258,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
-    let config = kube::Config::infer().await.context("KUBECONFIG")?;
-    let url = config.cluster_url.to_string();
-    if url.contains(":16443") && !params.allow_shared_cluster {
-        bail!(
-            "{url} is the shared cluster; use a cluster of its own, or pass --allow-shared-cluster"
-        );
-    }
+    let config = super::bench_config("api", 19443, params.allow_shared_cluster).await?;
     let client = kube::Client::try_from(config)?;
     let dir = tempfile::tempdir()?;
     let work = dir.path().join("work");

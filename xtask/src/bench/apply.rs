@@ -22,7 +22,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use headway_apply::{Engine, EngineOptions, SyncRequest, counting_client};
 use headway_model::{Manifest, SourceLocation};
 use headway_model::{RenderedSet, SyncOwner};
@@ -93,13 +93,8 @@ pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
 }
 
 async fn run_async(_paths: &Paths, kubectl: &Path, params: Params) -> anyhow::Result<()> {
-    let config = kube::Config::infer().await.context("KUBECONFIG")?;
+    let config = super::bench_config("apply", 19443, params.allow_shared_cluster).await?;
     let url = config.cluster_url.to_string();
-    if url.contains(":16443") && !params.allow_shared_cluster {
-        bail!(
-            "{url} is the shared cluster; start one for the bench (cargo xtask cluster up --state-dir /tmp/bench-cluster --port-base 19443) and use its KUBECONFIG, or pass --allow-shared-cluster"
-        );
-    }
     let kubeconfig =
         std::env::var("KUBECONFIG").context("KUBECONFIG must name the cluster's kubeconfig")?;
     let (client, counter) = counting_client(config.clone(), params.concurrency)?;

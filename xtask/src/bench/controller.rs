@@ -19,7 +19,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::ensure;
 use headway_controller::crd::GitSync;
 use headway_tests::controller::ControllerSpec;
 use kube::CustomResourceExt as _;
@@ -66,13 +66,7 @@ pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
 }
 
 async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
-    let config = kube::Config::infer().await.context("KUBECONFIG")?;
-    let url = config.cluster_url.to_string();
-    if url.contains(":16443") && !params.allow_shared_cluster {
-        bail!(
-            "{url} is the shared cluster; start one for the bench (cargo xtask cluster up --state-dir /tmp/ctl-bench --port-base 20443) and use its KUBECONFIG, or pass --allow-shared-cluster"
-        );
-    }
+    let config = super::bench_config("controller", 20443, params.allow_shared_cluster).await?;
     let client = kube::Client::try_from(config)?;
     let dir = tempfile::tempdir()?;
     let per_sync = params.objects / params.syncs;
@@ -106,7 +100,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         .start()?;
     let pid = controller.id();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = rss(pid)?;
+    let idle = super::memory_mib(pid)?;
     println!(
         "controller pid {pid}: {:.1} MiB resident before any GitSync",
         idle.0
@@ -152,7 +146,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let all_ready = created.elapsed();
-    let at_ready = rss(pid)?;
+    let at_ready = super::memory_mib(pid)?;
     println!(
         "all {} GitSyncs Ready ({} objects) after {all_ready:.1?}; {:.1} MiB resident",
         params.syncs, params.objects, at_ready.0
@@ -162,9 +156,9 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     let steady_start = Instant::now();
     while steady_start.elapsed() < Duration::from_secs(params.steady) {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        samples.push(rss(pid)?.0);
+        samples.push(super::memory_mib(pid)?.0);
     }
-    let (_, hwm) = rss(pid)?;
+    let (_, hwm) = super::memory_mib(pid)?;
     let list = api.list(&Default::default()).await?;
     let syncs_in_window: usize = params.steady as usize / params.interval.max(1) as usize;
     let total_objects: u32 = list
@@ -221,25 +215,6 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     drop(controller);
     drop(daemon);
     Ok(())
-}
-
-/// `(VmRSS, VmHWM)` of a process in MiB.
-fn rss(pid: u32) -> anyhow::Result<(f64, f64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    let field = |name: &str| -> anyhow::Result<f64> {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(name))
-            .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
-        let kib: f64 = line
-            .split_whitespace()
-            .nth(1)
-            .context("malformed line")?
-            .parse()?;
-        Ok(kib / 1024.0)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 fn make_repository(dir: &Path, syncs: usize, per_sync: usize) -> anyhow::Result<()> {

@@ -81,3 +81,41 @@ pub fn build_headway(paths: &Paths, release: bool) -> anyhow::Result<std::path::
     };
     Ok(target.join(profile).join("headway"))
 }
+
+/// The benchmark's cluster (`KUBECONFIG`). The shared cluster (port 16443), which tests and
+/// other work load, is refused unless `allow_shared`: the error says how to start one of its own
+/// (`--state-dir /tmp/<bench>-bench --port-base <port_base>`).
+pub async fn bench_config(
+    bench: &str,
+    port_base: u16,
+    allow_shared: bool,
+) -> anyhow::Result<kube::Config> {
+    use anyhow::Context as _;
+    let config = kube::Config::infer().await.context("KUBECONFIG")?;
+    let url = config.cluster_url.to_string();
+    anyhow::ensure!(
+        allow_shared || !url.contains(":16443"),
+        "{url} is the shared cluster; start one for the bench (cargo xtask cluster up --state-dir /tmp/{bench}-bench --port-base {port_base}) and use its KUBECONFIG, or pass --allow-shared-cluster"
+    );
+    Ok(config)
+}
+
+/// `(VmRSS, VmHWM)` of a process, in MiB.
+pub fn memory_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<f64> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
+        let kib: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .context("malformed line")?
+            .parse()?;
+        Ok(kib / 1024.0)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}

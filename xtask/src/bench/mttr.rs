@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use headway_controller::crd::GitSync;
 use headway_tests::controller::{ControllerProcess, ControllerSpec};
 use kube::CustomResourceExt as _;
@@ -175,13 +175,8 @@ fn make_repository(dir: &Path, plain: &[Value], chart: &[Value]) -> anyhow::Resu
 }
 
 async fn run_async(paths: &Paths, headway: &Path, params: &Params) -> anyhow::Result<()> {
-    let config = kube::Config::infer().await.context("KUBECONFIG")?;
+    let config = super::bench_config("mttr", 19443, params.allow_shared_cluster).await?;
     let url = config.cluster_url.to_string();
-    if url.contains(":16443") && !params.allow_shared_cluster {
-        bail!(
-            "{url} is the shared cluster; start one for the bench (cargo xtask cluster up --state-dir /tmp/mttr-cluster --port-base 19443) and use its KUBECONFIG, or pass --allow-shared-cluster"
-        );
-    }
     let kubeconfig =
         std::env::var("KUBECONFIG").context("KUBECONFIG must name the cluster's kubeconfig")?;
     let client = kube::Client::try_from(config)?;

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use futures::{StreamExt as _, TryStreamExt as _};
 use headway_controller::crd::{ANNOTATION_SYNC_REQUESTED, GitSync};
 use headway_controller::{RequestKind, RequestState, request_state};
@@ -92,13 +92,7 @@ struct Phase {
 }
 
 async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
-    let config = kube::Config::infer().await.context("KUBECONFIG")?;
-    let url = config.cluster_url.to_string();
-    if url.contains(":16443") && !params.allow_shared_cluster {
-        bail!(
-            "{url} is the shared cluster; start one for the bench (cargo xtask cluster up --state-dir /tmp/scale-bench --port-base 19843) and use its KUBECONFIG, or pass --allow-shared-cluster"
-        );
-    }
+    let config = super::bench_config("scale", 19843, params.allow_shared_cluster).await?;
     let client = kube::Client::try_from(config)?;
     let dir = tempfile::tempdir()?;
     make_repository(dir.path(), params.syncs, params.objects)?;
@@ -146,7 +140,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     let mut controller = spec.start()?;
     let pid = controller.id();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (idle, _) = memory(pid)?;
+    let (idle, _) = super::memory_mib(pid)?;
     let load_before = loadavg();
     println!(
         "controller pid {pid}: {idle:.1} MiB resident before any GitSync; load average {load_before}"
@@ -191,7 +185,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     })
     .await?;
     let wall = created.elapsed();
-    let (rss, hwm) = memory(pid)?;
+    let (rss, hwm) = super::memory_mib(pid)?;
     let requests1 = api_requests();
     let first = Phase {
         requests: delta(&requests0, &requests1),
@@ -234,7 +228,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     })
     .await?;
     let wall = requested.elapsed();
-    let (rss, hwm) = memory(pid)?;
+    let (rss, hwm) = super::memory_mib(pid)?;
     let noop = Phase {
         requests: delta(&requests1, &api_requests()),
         wall,
@@ -457,25 +451,6 @@ async fn slowest(api: &Api<GitSync>) -> anyhow::Result<String> {
         .map(|s| format!("{} {}", s.name, s.duration_ms))
         .collect();
     Ok(format!("{} ({})", record.duration_ms, stages.join(", ")))
-}
-
-/// `(VmRSS, VmHWM)` of a process in MiB.
-fn memory(pid: u32) -> anyhow::Result<(f64, f64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    let field = |name: &str| -> anyhow::Result<f64> {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(name))
-            .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
-        let kib: f64 = line
-            .split_whitespace()
-            .nth(1)
-            .context("malformed line")?
-            .parse()?;
-        Ok(kib / 1024.0)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 /// User and system CPU seconds of a process (`utime + stime` of `/proc/<pid>/stat`).
