@@ -111,6 +111,8 @@ pub(crate) struct ApplyInput<'a> {
 pub(crate) struct ApplyOutcome {
     pub changes: ChangeSet,
     pub failure: Option<String>,
+    /// The failure is objects the API server refused as they are, and nothing else.
+    pub refused_by_server: bool,
     pub timings: Vec<(String, Duration)>,
 }
 
@@ -151,7 +153,9 @@ pub(crate) async fn apply_set(
                 Err(e) => warn!(error = %e, "re-running discovery"),
             }
         }
+        let refused_before = op.refused.load(Ordering::Relaxed);
         let actions = apply_stage(op, input, &catalog, &manifests).await;
+        let refused = op.refused.load(Ordering::Relaxed) - refused_before;
         let unavailable = op.breaker.tripped();
         let failed = actions
             .iter()
@@ -172,6 +176,11 @@ pub(crate) async fn apply_set(
             out.failure = Some(format!(
                 "the API server became unreachable in the {stage} stage ({not_applied} of {} object(s) not applied; retrying with backoff): {first}",
                 manifests.len()
+            ));
+        } else if failed > 0 && refused == failed {
+            out.refused_by_server = true;
+            out.failure = Some(format!(
+                "the API server refused {failed} object(s) of the {stage} stage as they are (retried at the next interval or when the source changes)"
             ));
         } else if failed > 0 {
             out.failure = Some(format!(
@@ -428,9 +437,13 @@ async fn apply_one(
         return Action::Failed(error_message(&error));
     };
     if !is_recreate_error(status.code, &status.reason, &status.message) {
+        if refused_as_is(status.code) {
+            op.refused.fetch_add(1, Ordering::Relaxed);
+        }
         return Action::Failed(error_message(&error));
     }
     if !(input.force || force_enabled(&m.object)) {
+        op.refused.fetch_add(1, Ordering::Relaxed);
         return Action::Failed(format!(
             "{}; an immutable field changed: set the annotation {ANNOTATION_FORCE}: {FORCE_ENABLED} on the object (or force on the sync) to delete and recreate it",
             error_message(&error),
@@ -569,4 +582,11 @@ fn actions_not_applied(changes: &ChangeSet, manifests: &[Manifest]) -> usize {
         .take(manifests.len())
         .filter(|c| matches!(c.action, Action::Skipped(_) | Action::Failed(_)))
         .count()
+}
+
+/// Whether an API status refuses the object as it is, so that sending it again fails the same
+/// way: 400 (malformed, or an admission webhook's denial), 413 (too large), 422 (invalid).
+/// Conflicts, missing namespaces or kinds, rights and server errors may pass later.
+fn refused_as_is(code: u16) -> bool {
+    matches!(code, 400 | 413 | 422)
 }

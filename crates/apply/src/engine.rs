@@ -192,15 +192,21 @@ pub struct SyncFailure {
     /// Set when the step was cut short because the API server became unreachable (the
     /// operation's breaker tripped): the failure is transient, retry with backoff.
     pub unavailable: bool,
+    /// Set when every object that failed to apply was refused by the API server as it is
+    /// (invalid, too large, an immutable field changed): retrying the same source soon fails
+    /// the same way.
+    pub refused_by_server: bool,
 }
 
 impl SyncFailure {
-    fn new(step: SyncStep, message: String) -> Self {
+    /// A failure of `step` with no further marks.
+    pub fn new(step: SyncStep, message: String) -> Self {
         SyncFailure {
             step,
             message,
             refused: None,
             unavailable: false,
+            refused_by_server: false,
         }
     }
 }
@@ -305,6 +311,7 @@ impl Engine {
             stage_timeout: self.options.stage_timeout,
             poll_interval: self.options.poll_interval,
             breaker: Breaker::default(),
+            refused: Default::default(),
         }
     }
 
@@ -353,7 +360,10 @@ impl Engine {
                     unavailable: true,
                     ..SyncFailure::new(SyncStep::Apply, message)
                 },
-                None => SyncFailure::new(SyncStep::Apply, with_failures(message, &applied.changes)),
+                None => SyncFailure {
+                    refused_by_server: applied.refused_by_server,
+                    ..SyncFailure::new(SyncStep::Apply, with_failures(message, &applied.changes))
+                },
             });
         }
         let results: HashMap<&ObjectRef, &Action> = applied
@@ -407,6 +417,7 @@ impl Engine {
                         message: refused.to_string(),
                         refused: Some(refused),
                         unavailable: false,
+                        refused_by_server: false,
                     });
                 }
                 Ok(plan) => {

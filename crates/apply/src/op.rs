@@ -3,6 +3,7 @@
 //! health) take it instead of the engine, so none of them depends on the facade.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use crate::breaker::Breaker;
@@ -25,6 +26,10 @@ pub(crate) struct Op<'a> {
     pub poll_interval: Duration,
     /// Tripped by the first transport failure: nothing more is sent in this operation.
     pub breaker: Breaker,
+    /// Objects the API server refused as they are (400, 413, 422: invalid, too large, an
+    /// immutable field changed without force): the same apply fails the same way until the
+    /// source changes.
+    pub refused: AtomicUsize,
 }
 
 impl Op<'_> {

@@ -434,3 +434,43 @@ async fn a_tenant_client_that_cannot_connect_trips_the_breaker() -> anyhow::Resu
     assert_eq!(names, Vec::<String>::new());
     Ok(())
 }
+
+/// Objects the API server refuses as they are (an invalid Service port: 422; a ConfigMap over
+/// the 1 MiB limit: 422) make a failure marked `refused_by_server`, so the controller retries at
+/// the next interval instead of backing off into the same refusal; a failure for another cause
+/// (a namespace that does not exist: 404) is not marked.
+#[tokio::test]
+async fn objects_refused_as_they_are_are_marked() -> anyhow::Result<()> {
+    let Some(c) = cluster().await else {
+        return Ok(());
+    };
+    let ns = c.namespace("apply-refused").await?;
+    let engine = engine(&c).await;
+    let refused = vec![
+        configmap("fine", json!({"a": "b"})),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bad-port"},
+               "spec": {"ports": [{"port": 99999}]}}),
+        configmap("too-big", json!({"x": "a".repeat(1_100_000)})),
+    ];
+    let report = engine.sync(&request(&ns.name, set("r1", refused))).await?;
+    let failure = report.failure.as_ref().expect("the sync failed");
+    assert!(failure.refused_by_server, "{failure:#?}");
+    assert!(!failure.unavailable, "{failure:#?}");
+    assert!(
+        failure.message.contains("refused 2 object(s)")
+            && failure.message.contains("bad-port")
+            && failure.message.contains("too-big"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(action_of(&report, "fine"), Action::Created);
+
+    let mut elsewhere = configmap("lost", json!({"a": "b"}));
+    elsewhere["metadata"]["namespace"] = json!(format!("{}-missing", ns.name));
+    let report = engine
+        .sync(&request(&ns.name, set("r2", vec![elsewhere])))
+        .await?;
+    let failure = report.failure.as_ref().expect("the sync failed");
+    assert!(!failure.refused_by_server, "{failure:#?}");
+    Ok(())
+}

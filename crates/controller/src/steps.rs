@@ -442,9 +442,15 @@ async fn sync_objects(
     report
 }
 
-/// Apply: every object applied.
+/// Apply: every object applied. Objects the API server refused as they are (invalid, too
+/// large) are tried again at the next interval, not with backoff: sending them sooner fails the
+/// same way, but an admission policy or a CRD schema may change without the source changing.
 fn apply_step(report: &SyncReport) -> Result<(), Failure> {
     match &report.failure {
+        Some(f) if f.step == SyncStep::Apply && f.refused_by_server => Err(Failure {
+            retry: Retry::NextInterval,
+            ..Failure::at(Stage::Apply, f.message.clone(), false)
+        }),
         Some(f) if f.step == SyncStep::Apply => {
             Err(Failure::at(Stage::Apply, f.message.clone(), true))
         }
@@ -584,6 +590,35 @@ pub fn drift_summary(drift: &DriftReport, now: &str) -> DriftSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(failure: headway_apply::SyncFailure) -> SyncReport {
+        SyncReport {
+            changes: Default::default(),
+            timings: Vec::new(),
+            health: Vec::new(),
+            failure: Some(failure),
+            requests: 0,
+            inventory_len: 0,
+        }
+    }
+
+    #[test]
+    fn objects_refused_as_they_are_wait_for_the_next_interval_other_failures_back_off() {
+        let refused = headway_apply::SyncFailure {
+            refused_by_server: true,
+            ..headway_apply::SyncFailure::new(SyncStep::Apply, "refused".into())
+        };
+        let failure = apply_step(&report(refused)).unwrap_err();
+        assert_eq!(
+            (failure.reason, failure.retry),
+            (Reason::ApplyFailed, Retry::NextInterval)
+        );
+        let other = headway_apply::SyncFailure::new(SyncStep::Apply, "409".into());
+        let failure = apply_step(&report(other)).unwrap_err();
+        assert_eq!(failure.retry, Retry::Transient);
+        let prune = headway_apply::SyncFailure::new(SyncStep::Prune, "x".into());
+        assert!(apply_step(&report(prune)).is_ok());
+    }
 
     #[test]
     fn revisions_are_named_after_the_ref() {
