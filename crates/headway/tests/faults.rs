@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use fault_support::*;
-use headway_tests::faults::{Figures, Toxiproxy, fault_cluster};
+use headway_tests::faults::{Figures, Toxiproxy};
 use headway_tests::git::{Upstream, git, git_daemon};
 use headway_tests::wait_for;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -42,18 +42,10 @@ async fn fault_mid_apply(
     fault: MidApply,
     downtime: Duration,
 ) -> anyhow::Result<()> {
-    let Some(fc) = fault_cluster(test).await else {
+    let Some(setup) = Scenario::start(test, test).await? else {
         return Ok(());
     };
-    let _serial = SERIAL.lock().await;
-    if !git_enabled(test) {
-        return Ok(());
-    }
-    let cluster = fc.cluster.clone();
-    install_crd(&cluster.client).await?;
-    let ns = cluster.namespace(test).await?;
-    let _janitor = Janitor::new(&cluster, &ns);
-    let dir = tempfile::tempdir()?;
+    let (fc, cluster, ns, dir) = setup.parts();
 
     let upstream = Upstream::new();
     for i in 0..n {
@@ -64,7 +56,7 @@ async fn fault_mid_apply(
     }
     let head = upstream.commit("many");
     let (_daemon, url) = git_daemon(&upstream);
-    let bystander_version = create_bystander(&ns).await?;
+    let bystander_version = create_bystander(ns).await?;
 
     // Through the proxy, for the cut: a kubeconfig naming the proxy's port.
     let toxiproxy = match fault {
@@ -72,12 +64,12 @@ async fn fault_mid_apply(
         MidApply::Kill(_) => None,
     };
     let kubeconfig = match &toxiproxy {
-        Some(proxy) => proxied_kubeconfig(&fc, proxy, "api", dir.path())?,
+        Some(proxy) => proxied_kubeconfig(fc, proxy, "api", dir)?,
         None => fc.kubeconfig.clone(),
     };
-    let controller = Controller::start_with(&kubeconfig, &ns.name, dir.path())?;
+    let controller = Controller::start_with(&kubeconfig, &ns.name, dir)?;
     create_gitsync(
-        &ns,
+        ns,
         "big",
         &url,
         serde_json::json!({"wait": false, "interval": "1h", "prune": true}),
@@ -110,7 +102,7 @@ async fn fault_mid_apply(
             println!("killed {component} with about {at_fault} of {n} ConfigMaps applied");
             tokio::time::sleep(downtime).await;
             stopped.start()?;
-            wait_api(&fc).await?
+            wait_api(fc).await?
         }
         MidApply::ProxyCut => {
             let proxy = toxiproxy.as_ref().expect("started for the cut");
@@ -122,7 +114,7 @@ async fn fault_mid_apply(
         }
     };
 
-    wait_ready_at(&ns, "big", &head, Duration::from_secs(240)).await?;
+    wait_ready_at(ns, "big", &head, Duration::from_secs(240)).await?;
     let converged = back.elapsed();
 
     let names = names_of(&configmaps, &owned).await?;
@@ -210,18 +202,10 @@ async fn api_connections_cut_mid_apply() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn git_server_down_for_several_intervals_then_back() -> anyhow::Result<()> {
     let test = "git_server_down_for_several_intervals_then_back";
-    let Some(fc) = fault_cluster(test).await else {
+    let Some(setup) = Scenario::start(test, "fault-git-down").await? else {
         return Ok(());
     };
-    let _serial = SERIAL.lock().await;
-    if !git_enabled(test) {
-        return Ok(());
-    }
-    let cluster = fc.cluster.clone();
-    install_crd(&cluster.client).await?;
-    let ns = cluster.namespace("fault-git-down").await?;
-    let _janitor = Janitor::new(&cluster, &ns);
-    let dir = tempfile::tempdir()?;
+    let (fc, cluster, ns, dir) = setup.parts();
     let toxiproxy = Toxiproxy::start()?;
 
     let upstream = Upstream::new();
@@ -230,17 +214,17 @@ async fn git_server_down_for_several_intervals_then_back() -> anyhow::Result<()>
     let (daemon, _) = git_daemon(&upstream);
     let port = toxiproxy.proxy("git", daemon.port)?;
     let url = format!("git://127.0.0.1:{port}/repo.git");
-    let bystander = create_bystander(&ns).await?;
+    let bystander = create_bystander(ns).await?;
 
-    let controller = Controller::start(&fc, &ns.name, dir.path())?;
+    let controller = Controller::start(fc, &ns.name, dir)?;
     create_gitsync(
-        &ns,
+        ns,
         "site",
         &url,
         serde_json::json!({"interval": "3s", "prune": true}),
     )
     .await?;
-    wait_ready_at(&ns, "site", &first, Duration::from_secs(120)).await?;
+    wait_ready_at(ns, "site", &first, Duration::from_secs(120)).await?;
     let configmaps: Api<ConfigMap> = ns.api();
     let owned = ListParams::default().labels("headway.dev/sync-name=site");
     let before = uids_of(&configmaps, &owned).await?;
@@ -254,7 +238,7 @@ async fn git_server_down_for_several_intervals_then_back() -> anyhow::Result<()>
     write_configmaps(&upstream, 20..21, "new");
     let second = upstream.commit("second");
     wait_status(
-        &ns,
+        ns,
         "site",
         "FetchFailed",
         Duration::from_secs(30),
@@ -276,7 +260,7 @@ async fn git_server_down_for_several_intervals_then_back() -> anyhow::Result<()>
 
     toxiproxy.set_enabled("git", true)?;
     let back = Instant::now();
-    wait_ready_at(&ns, "site", &second, Duration::from_secs(120)).await?;
+    wait_ready_at(ns, "site", &second, Duration::from_secs(120)).await?;
     let converged = back.elapsed();
 
     let after = uids_of(&configmaps, &owned).await?;
@@ -290,7 +274,7 @@ async fn git_server_down_for_several_intervals_then_back() -> anyhow::Result<()>
         converge_after_fault: converged,
         objects_lost: expected.difference(&names).count(),
         wrong_deletes: wrong_deletes(&before, &after, &expected)
-            + usize::from(!bystander_untouched(&ns, &bystander).await?),
+            + usize::from(!bystander_untouched(ns, &bystander).await?),
         error_lines: controller.error_lines().len(),
     };
     figures.print();
@@ -315,18 +299,10 @@ async fn git_server_down_for_several_intervals_then_back() -> anyhow::Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn git_server_extremely_slow_the_fetch_timeout_fires() -> anyhow::Result<()> {
     let test = "git_server_extremely_slow_the_fetch_timeout_fires";
-    let Some(fc) = fault_cluster(test).await else {
+    let Some(setup) = Scenario::start(test, "fault-git-slow").await? else {
         return Ok(());
     };
-    let _serial = SERIAL.lock().await;
-    if !git_enabled(test) {
-        return Ok(());
-    }
-    let cluster = fc.cluster.clone();
-    install_crd(&cluster.client).await?;
-    let ns = cluster.namespace("fault-git-slow").await?;
-    let _janitor = Janitor::new(&cluster, &ns);
-    let dir = tempfile::tempdir()?;
+    let (fc, _, ns, dir) = setup.parts();
     let toxiproxy = Toxiproxy::start()?;
 
     let upstream = Upstream::new();
@@ -335,17 +311,17 @@ async fn git_server_extremely_slow_the_fetch_timeout_fires() -> anyhow::Result<(
     let (daemon, _) = git_daemon(&upstream);
     let port = toxiproxy.proxy("git", daemon.port)?;
     let url = format!("git://127.0.0.1:{port}/repo.git");
-    let bystander = create_bystander(&ns).await?;
+    let bystander = create_bystander(ns).await?;
 
-    let controller = Controller::start(&fc, &ns.name, dir.path())?;
+    let controller = Controller::start(fc, &ns.name, dir)?;
     create_gitsync(
-        &ns,
+        ns,
         "site",
         &url,
         serde_json::json!({"interval": "3s", "timeout": "5s", "prune": true}),
     )
     .await?;
-    wait_ready_at(&ns, "site", &first, Duration::from_secs(120)).await?;
+    wait_ready_at(ns, "site", &first, Duration::from_secs(120)).await?;
     let configmaps: Api<ConfigMap> = ns.api();
     let owned = ListParams::default().labels("headway.dev/sync-name=site");
     let before = uids_of(&configmaps, &owned).await?;
@@ -357,7 +333,7 @@ async fn git_server_extremely_slow_the_fetch_timeout_fires() -> anyhow::Result<(
     upstream.remove("cm/c09.yaml");
     let second = upstream.commit("second");
     let failed = wait_status(
-        &ns,
+        ns,
         "site",
         "a fetch timeout",
         Duration::from_secs(40),
@@ -382,7 +358,7 @@ async fn git_server_extremely_slow_the_fetch_timeout_fires() -> anyhow::Result<(
     toxiproxy.remove_toxic("git", "slow")?;
     toxiproxy.remove_toxic("git", "narrow")?;
     let back = Instant::now();
-    wait_ready_at(&ns, "site", &second, Duration::from_secs(120)).await?;
+    wait_ready_at(ns, "site", &second, Duration::from_secs(120)).await?;
     let converged = back.elapsed();
     let after = uids_of(&configmaps, &owned).await?;
     let expected: BTreeSet<String> = (0..9).map(|i| format!("c{i:02}")).collect();
@@ -392,7 +368,7 @@ async fn git_server_extremely_slow_the_fetch_timeout_fires() -> anyhow::Result<(
         converge_after_fault: converged,
         objects_lost: expected.difference(&names).count(),
         wrong_deletes: wrong_deletes(&before, &after, &expected)
-            + usize::from(!bystander_untouched(&ns, &bystander).await?),
+            + usize::from(!bystander_untouched(ns, &bystander).await?),
         error_lines: controller.error_lines().len(),
     };
     figures.print();
@@ -406,40 +382,32 @@ async fn git_server_extremely_slow_the_fetch_timeout_fires() -> anyhow::Result<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn force_push_to_an_older_tree() -> anyhow::Result<()> {
     let test = "force_push_to_an_older_tree";
-    let Some(fc) = fault_cluster(test).await else {
+    let Some(setup) = Scenario::start(test, "fault-force-push").await? else {
         return Ok(());
     };
-    let _serial = SERIAL.lock().await;
-    if !git_enabled(test) {
-        return Ok(());
-    }
-    let cluster = fc.cluster.clone();
-    install_crd(&cluster.client).await?;
-    let ns = cluster.namespace("fault-force-push").await?;
-    let _janitor = Janitor::new(&cluster, &ns);
-    let dir = tempfile::tempdir()?;
+    let (fc, cluster, ns, dir) = setup.parts();
 
     let upstream = Upstream::new();
     write_configmaps(&upstream, 0..10, "one");
     let old = upstream.commit("old");
     let (_daemon, url) = git_daemon(&upstream);
-    let bystander = create_bystander(&ns).await?;
-    let controller = Controller::start(&fc, &ns.name, dir.path())?;
+    let bystander = create_bystander(ns).await?;
+    let controller = Controller::start(fc, &ns.name, dir)?;
     create_gitsync(
-        &ns,
+        ns,
         "site",
         &url,
         serde_json::json!({"interval": "3s", "prune": true}),
     )
     .await?;
-    wait_ready_at(&ns, "site", &old, Duration::from_secs(120)).await?;
+    wait_ready_at(ns, "site", &old, Duration::from_secs(120)).await?;
 
     // A newer revision: c00 changed, c09 gone, c10 and c11 new.
     write_configmaps(&upstream, 0..1, "two");
     upstream.remove("cm/c09.yaml");
     write_configmaps(&upstream, 10..12, "new");
     let newer = upstream.commit("newer");
-    wait_ready_at(&ns, "site", &newer, Duration::from_secs(120)).await?;
+    wait_ready_at(ns, "site", &newer, Duration::from_secs(120)).await?;
     let configmaps: Api<ConfigMap> = ns.api();
     let owned = ListParams::default().labels("headway.dev/sync-name=site");
     let before = uids_of(&configmaps, &owned).await?;
@@ -448,7 +416,7 @@ async fn force_push_to_an_older_tree() -> anyhow::Result<()> {
     git(&upstream.work, &["reset", "-q", "--hard", &old]);
     git(&upstream.work, &["push", "-q", "--force", "origin", "main"]);
     let pushed = Instant::now();
-    wait_ready_at(&ns, "site", &old, Duration::from_secs(120)).await?;
+    wait_ready_at(ns, "site", &old, Duration::from_secs(120)).await?;
     let converged = pushed.elapsed();
 
     let after = uids_of(&configmaps, &owned).await?;
@@ -461,7 +429,7 @@ async fn force_push_to_an_older_tree() -> anyhow::Result<()> {
         converge_after_fault: converged,
         objects_lost: expected.difference(&names).count(),
         wrong_deletes: wrong_deletes(&before, &after, &kept)
-            + usize::from(!bystander_untouched(&ns, &bystander).await?),
+            + usize::from(!bystander_untouched(ns, &bystander).await?),
         error_lines: controller.error_lines().len(),
     };
     figures.print();
@@ -479,18 +447,10 @@ async fn force_push_to_an_older_tree() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lease_lost_to_a_partition_mid_sync() -> anyhow::Result<()> {
     let test = "lease_lost_to_a_partition_mid_sync";
-    let Some(fc) = fault_cluster(test).await else {
+    let Some(setup) = Scenario::start(test, "fault-lease-partition").await? else {
         return Ok(());
     };
-    let _serial = SERIAL.lock().await;
-    if !git_enabled(test) {
-        return Ok(());
-    }
-    let cluster = fc.cluster.clone();
-    install_crd(&cluster.client).await?;
-    let ns = cluster.namespace("fault-lease-partition").await?;
-    let _janitor = Janitor::new(&cluster, &ns);
-    let dir = tempfile::tempdir()?;
+    let (fc, cluster, ns, dir) = setup.parts();
 
     const N: usize = 1000;
     let upstream = Upstream::new();
@@ -502,13 +462,13 @@ async fn lease_lost_to_a_partition_mid_sync() -> anyhow::Result<()> {
     }
     let head = upstream.commit("many");
     let (_daemon, url) = git_daemon(&upstream);
-    let bystander_version = create_bystander(&ns).await?;
+    let bystander_version = create_bystander(ns).await?;
 
     // p1 reaches the API server through the proxy (and will be partitioned); p2 directly.
     let toxiproxy = Toxiproxy::start()?;
-    let proxied = proxied_kubeconfig(&fc, &toxiproxy, "api", dir.path())?;
+    let proxied = proxied_kubeconfig(fc, &toxiproxy, "api", dir)?;
     // One request at a time: the apply is long enough to be partitioned in the middle.
-    let p1 = Controller::start_named(&proxied, &ns.name, dir.path(), "p1", 1, LEASE_SECONDS)?;
+    let p1 = Controller::start_named(&proxied, &ns.name, dir, "p1", 1, LEASE_SECONDS)?;
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = ns.api();
     let holder = || {
         let leases = leases.clone();
@@ -532,13 +492,13 @@ async fn lease_lost_to_a_partition_mid_sync() -> anyhow::Result<()> {
     let p2 = Controller::start_named(
         &fc.kubeconfig,
         &ns.name,
-        dir.path(),
+        dir,
         "p2",
         APPLY_CONCURRENCY,
         LEASE_SECONDS,
     )?;
     create_gitsync(
-        &ns,
+        ns,
         "big",
         &url,
         serde_json::json!({"wait": false, "interval": "1h", "prune": true}),
@@ -581,7 +541,7 @@ async fn lease_lost_to_a_partition_mid_sync() -> anyhow::Result<()> {
     )
     .await?;
     let takeover = cut.elapsed();
-    wait_ready_at(&ns, "big", &head, Duration::from_secs(240)).await?;
+    wait_ready_at(ns, "big", &head, Duration::from_secs(240)).await?;
     let converged = cut.elapsed();
     // The partition heals: p1 comes back as a follower and writes nothing.
     toxiproxy.set_enabled("api", true)?;
@@ -623,39 +583,30 @@ async fn lease_lost_to_a_partition_mid_sync() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn inventory_write_cut_then_controller_restarted() -> anyhow::Result<()> {
     let test = "inventory_write_cut_then_controller_restarted";
-    let Some(fc) = fault_cluster(test).await else {
+    let Some(setup) = Scenario::start(test, "fault-inventory-cut").await? else {
         return Ok(());
     };
-    let _serial = SERIAL.lock().await;
-    if !git_enabled(test) {
-        return Ok(());
-    }
-    let cluster = fc.cluster.clone();
-    install_crd(&cluster.client).await?;
-    let ns = cluster.namespace("fault-inventory-cut").await?;
-    let _janitor = Janitor::new(&cluster, &ns);
-    let dir = tempfile::tempdir()?;
+    let (fc, cluster, ns, dir) = setup.parts();
 
     let upstream = Upstream::new();
     write_configmaps(&upstream, 0..600, "one");
     let first = upstream.commit("first");
     let (_daemon, url) = git_daemon(&upstream);
-    let bystander = create_bystander(&ns).await?;
+    let bystander = create_bystander(ns).await?;
     let toxiproxy = Toxiproxy::start()?;
-    let kubeconfig = proxied_kubeconfig(&fc, &toxiproxy, "api", dir.path())?;
+    let kubeconfig = proxied_kubeconfig(fc, &toxiproxy, "api", dir)?;
     // Inventory shards of 1 KiB: the inventory of 600-800 objects is written in about a hundred
     // requests, one after the other, so the cut can land in the middle of the write.
     let shard_args = ["--inventory-shard-bytes", "1024"];
-    let mut controller =
-        Controller::start_args(&kubeconfig, &ns.name, dir.path(), "inv-1", &shard_args)?;
+    let mut controller = Controller::start_args(&kubeconfig, &ns.name, dir, "inv-1", &shard_args)?;
     create_gitsync(
-        &ns,
+        ns,
         "inv",
         &url,
         serde_json::json!({"interval": "2s", "prune": true, "wait": false}),
     )
     .await?;
-    wait_ready_at(&ns, "inv", &first, Duration::from_secs(180)).await?;
+    wait_ready_at(ns, "inv", &first, Duration::from_secs(180)).await?;
     let configmaps: Api<ConfigMap> = ns.api();
     let owned = ListParams::default().labels("headway.dev/sync-name=inv");
     let inventory_cms = ListParams::default().labels("headway.dev/inventory-of=inv");
@@ -719,9 +670,8 @@ async fn inventory_write_cut_then_controller_restarted() -> anyhow::Result<()> {
     toxiproxy.set_enabled("api", true)?;
     let back = Instant::now();
     println!("the network was cut for {:.1?}", back - cut);
-    let restarted =
-        Controller::start_args(&kubeconfig, &ns.name, dir.path(), "inv-2", &shard_args)?;
-    wait_ready_at(&ns, "inv", &second, Duration::from_secs(180)).await?;
+    let restarted = Controller::start_args(&kubeconfig, &ns.name, dir, "inv-2", &shard_args)?;
+    wait_ready_at(ns, "inv", &second, Duration::from_secs(180)).await?;
     let converged = back.elapsed();
 
     let after = uids_of(&configmaps, &owned).await?;
@@ -754,7 +704,7 @@ async fn inventory_write_cut_then_controller_restarted() -> anyhow::Result<()> {
         converge_after_fault: converged,
         objects_lost: expected.difference(&names).count(),
         wrong_deletes: wrong_deletes(&before, &after, &kept)
-            + usize::from(!bystander_untouched(&ns, &bystander).await?),
+            + usize::from(!bystander_untouched(ns, &bystander).await?),
         error_lines: restarted.error_lines().len(),
     };
     figures.print();

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use headway_tests::controller::{ControllerProcess, ControllerSpec};
-use headway_tests::faults::{FaultCluster, Toxiproxy};
+use headway_tests::faults::{FaultCluster, Toxiproxy, fault_cluster};
 use headway_tests::git::Upstream;
-use headway_tests::{TestNamespace, wait_for};
+use headway_tests::{TestCluster, TestNamespace, wait_for};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
 
-use crate::support::configmap_yaml;
+use crate::support::{Janitor, configmap_yaml, git_enabled, install_crd};
 
 /// The scenarios run one at a time: one kills the API server the others use.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -23,6 +23,49 @@ pub const LEASE_SECONDS: u64 = 6;
 
 /// Requests in flight within one sync (the controller's default).
 pub const APPLY_CONCURRENCY: usize = 32;
+
+/// What every scenario starts with: the fault cluster (none when the fault suite is off: the
+/// test returns), the lock that runs the scenarios one at a time, the GitSync CRD, a namespace
+/// of its own and a temporary directory. Dropped in field order: the GitSyncs' finalizers are
+/// removed before the namespace is deleted, and the lock is released last.
+pub struct Scenario {
+    _janitor: Janitor,
+    ns: TestNamespace,
+    dir: tempfile::TempDir,
+    cluster: TestCluster,
+    fc: FaultCluster,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Scenario {
+    /// Starts the scenario `test` in a namespace named after `namespace`; `None` when the fault
+    /// suite or the git servers are off.
+    pub async fn start(test: &str, namespace: &str) -> anyhow::Result<Option<Scenario>> {
+        let Some(fc) = fault_cluster(test).await else {
+            return Ok(None);
+        };
+        let serial = SERIAL.lock().await;
+        if !git_enabled(test) {
+            return Ok(None);
+        }
+        let cluster = fc.cluster.clone();
+        install_crd(&cluster.client).await?;
+        let ns = cluster.namespace(namespace).await?;
+        Ok(Some(Scenario {
+            _janitor: Janitor::new(&cluster, &ns),
+            ns,
+            dir: tempfile::tempdir()?,
+            cluster,
+            fc,
+            _serial: serial,
+        }))
+    }
+
+    /// The fault cluster, its client, the namespace and the directory.
+    pub fn parts(&self) -> (&FaultCluster, &TestCluster, &TestNamespace, &Path) {
+        (&self.fc, &self.cluster, &self.ns, self.dir.path())
+    }
+}
 
 /// A `headway controller` child process on the fault cluster; killed on drop.
 pub struct Controller(ControllerProcess);
