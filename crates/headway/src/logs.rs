@@ -9,6 +9,7 @@
 //! [`WINDOW`] is written, and a WARN line says how many were left out.
 
 use std::collections::HashMap;
+use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -121,6 +122,8 @@ pub fn init(format: LogFormat) -> Arc<Limiter> {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
+                    // Colours only for a terminal, not in a log file.
+                    .with_ansi(std::io::stderr().is_terminal())
                     .with_filter(gate),
             )
             .init(),
