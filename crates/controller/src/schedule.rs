@@ -193,6 +193,14 @@ impl<'a> View<'a> {
             interval,
         }
     }
+
+    /// The sync request (the annotation's value) not handled yet, if there is one.
+    pub fn pending_sync_request(&self) -> Option<&'a str> {
+        let handled = self
+            .status
+            .and_then(|s| s.last_handled_sync_request.as_deref());
+        self.sync_request.filter(|r| Some(*r) != handled)
+    }
 }
 
 /// Decides whether to sync now.
@@ -218,9 +226,7 @@ pub fn plan(view: &View<'_>, memory: &Memory, now: SystemTime) -> Plan {
     if status.observed_generation != view.generation {
         return sync(Trigger::SpecChanged);
     }
-    if view.sync_request.is_some()
-        && view.sync_request != status.last_handled_sync_request.as_deref()
-    {
+    if view.pending_sync_request().is_some() {
         return sync(Trigger::SyncRequested);
     }
     if !memory.seen && conditions::is_true(&status.conditions, conditions::RECONCILING) {

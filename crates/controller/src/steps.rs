@@ -23,9 +23,8 @@ use tracing::warn;
 use crate::conditions::Reason;
 use crate::context::{Ctx, key_of};
 use crate::crd::{
-    ANNOTATION_SYNC_REQUESTED, DriftSummary, DriftedObject, EffectiveSpec, GitSync,
-    MAX_DRIFT_FIELDS, MAX_DRIFT_LISTED, MAX_UNHEALTHY_LISTED, ObjectCounts, StageTiming,
-    UnhealthyObject,
+    DriftSummary, DriftedObject, EffectiveSpec, GitSync, MAX_DRIFT_FIELDS, MAX_DRIFT_LISTED,
+    MAX_UNHEALTHY_LISTED, ObjectCounts, StageTiming, UnhealthyObject,
 };
 use crate::credentials::{chart_credentials, credentials};
 use crate::outcome::{Failure, HealthSummary, Outcome, RunResult};
@@ -198,22 +197,12 @@ pub fn revision_name(reference: &GitRef, sha: &str) -> String {
 /// that started within a tenth of the interval (and within `--fetch-reuse`), so reuse delays a
 /// push by no more than the interval's jitter does.
 pub fn freshness(obj: &GitSync, interval: Duration) -> Freshness {
-    let requested = obj
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION_SYNC_REQUESTED));
-    let handled = obj
-        .status
-        .as_ref()
-        .and_then(|s| s.last_handled_sync_request.as_deref());
-    match requested {
-        // Pending, as `schedule::plan` decides it.
-        Some(value) if Some(value.as_str()) != handled => Freshness::StartedAfter(
+    match schedule::View::of(obj, interval).pending_sync_request() {
+        Some(value) => Freshness::StartedAfter(
             // Unreadable: the request is at most as old as this run.
             schedule::parse_time(value).unwrap_or_else(SystemTime::now),
         ),
-        _ => Freshness::Recent(interval / 10),
+        None => Freshness::Recent(interval / 10),
     }
 }
 
@@ -590,6 +579,7 @@ pub fn drift_summary(drift: &DriftReport, now: &str) -> DriftSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::ANNOTATION_SYNC_REQUESTED;
 
     fn report(failure: headway_apply::SyncFailure) -> SyncReport {
         SyncReport {
