@@ -105,16 +105,11 @@ async fn public_shaped_charts_and_kustomizations_reach_ready() -> anyhow::Result
         }
     })
     .await?;
+    // Read once: the CRD may finish deleting between two reads.
+    let crd = crds.get_opt("certificates.cert-manager-like.io").await?;
     assert!(
-        crds.get_opt("certificates.cert-manager-like.io")
-            .await?
-            .is_none()
-            || crds
-                .get("certificates.cert-manager-like.io")
-                .await?
-                .metadata
-                .deletion_timestamp
-                .is_some()
+        crd.is_none_or(|crd| crd.metadata.deletion_timestamp.is_some()),
+        "the chart's CRD is pruned or being deleted"
     );
     controller.stop().await?;
     Ok(())
