@@ -109,8 +109,21 @@ async fn the_chart_renders_a_controller_and_a_gitsync_that_syncs() -> anyhow::Re
     let role = manifests.iter().find(|m| m.id.kind == "Role").unwrap();
     assert_eq!(role.object["rules"][0]["resources"][0], "leases");
 
-    // The rendered GitSync is valid for the CRD and gets synced.
+    // The rendered GitSync is valid for the CRD and gets synced; deleting it (as `helm
+    // uninstall` does) leaves what it applied unless `sync.deletionPolicy=Prune` says otherwise.
     let gitsync = manifests.iter().find(|m| m.id.kind == "GitSync").unwrap();
+    assert_eq!(gitsync.object["spec"]["deletionPolicy"], "Orphan");
+    let pruning = helm(&[
+        "template",
+        "hw",
+        "--set",
+        &format!("repository.url={url}"),
+        "--set",
+        "sync.deletionPolicy=Prune",
+    ]);
+    let pruning = headway_render::parse_manifests(&pruning, "chart")?;
+    let pruning = pruning.iter().find(|m| m.id.kind == "GitSync").unwrap();
+    assert_eq!(pruning.object["spec"]["deletionPolicy"], "Prune");
     let api: Api<GitSync> = ns.api();
     api.patch(
         "hw",
@@ -597,6 +610,7 @@ fn the_chart_refuses_values_its_schema_does_not_allow() {
             "'/rbac/namespaced': got number, want boolean",
         ),
         ("sync.interval=often", "'/sync/interval'"),
+        ("sync.deletionPolicy=Delete", "'/sync/deletionPolicy'"),
     ] {
         for command in ["template", "lint"] {
             let args: &[&str] = if command == "template" {

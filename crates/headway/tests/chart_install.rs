@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use headway_controller::crd::GitSync;
+use headway_controller::crd::{DeletionPolicy, GitSync};
 use headway_tests::git::{Upstream, http_server};
 use headway_tests::identity::{request_token, write_service_account_kubeconfig};
 use headway_tests::process::Guarded;
@@ -474,8 +474,9 @@ async fn the_chart_installs_and_its_identity_runs_the_controller() -> anyhow::Re
         "{metrics}"
     );
 
-    // Deleting the GitSync first (the documented uninstall order: the controller's finalizer
-    // prunes what it applied while the controller and its rights still exist).
+    // Deleting the root GitSync while the controller runs (as `helm uninstall` may): the chart's
+    // default `sync.deletionPolicy=Orphan` leaves what it applied; the finalizer is removed.
+    assert_eq!(root.spec.deletion_policy, DeletionPolicy::Orphan);
     gitsyncs.delete(&release, &DeleteParams::default()).await?;
     wait_for(
         "the root GitSync to be gone",
@@ -496,8 +497,8 @@ async fn the_chart_installs_and_its_identity_runs_the_controller() -> anyhow::Re
     assert!(
         configmap_data(&client, &ns.name, "from-chart")
             .await?
-            .is_none(),
-        "the GitSync's finalizer pruned its objects"
+            .is_some(),
+        "the root GitSync's finalizer left its objects in place"
     );
     ensure!(
         controller.try_wait()?.is_none(),
