@@ -328,6 +328,16 @@ impl Engine {
         };
         let prepared = prepare_set(&op, &req.set, &target, req.rebuild).await?;
         let previous = store::read(&op.calls, &req.owner).await?;
+        let creates_home = || {
+            prepared.manifests().iter().any(|m| {
+                m.id.group.is_empty()
+                    && m.id.kind == "Namespace"
+                    && m.id.name == req.owner.namespace()
+            })
+        };
+        if previous.is_empty() && !creates_home() {
+            store::require_home(&op.calls, &req.owner).await?;
+        }
         let mut report = SyncReport {
             changes: ChangeSet::new(),
             timings: Vec::new(),

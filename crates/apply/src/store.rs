@@ -64,6 +64,29 @@ fn store_error(owner: &SyncOwner, what: &str, name: &str, e: kube::Error) -> App
     }
 }
 
+/// Before a first sync: refuses when the namespace that will hold the inventory does not exist,
+/// so that no object is applied whose record could not be written (it would never be pruned).
+/// Other errors (no right to read namespaces) are left to the inventory write to report.
+pub(crate) async fn require_home(calls: &Calls, owner: &SyncOwner) -> Result<(), ApplyError> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("", "v1", "Namespace"),
+        "namespaces",
+    );
+    let namespaces: Api<DynamicObject> = Api::all_with(calls.own.clone(), &ar);
+    calls.count();
+    match namespaces.get_opt(owner.namespace()).await {
+        Ok(None) => Err(ApplyError::Inventory {
+            owner: owner.to_string(),
+            message: format!(
+                "namespace {} does not exist: the inventory of this sync is kept there, so \
+                 nothing was applied (create the namespace, or add it to the manifests)",
+                owner.namespace()
+            ),
+        }),
+        Ok(Some(_)) | Err(_) => Ok(()),
+    }
+}
+
 /// Reads the inventory of `owner`; an empty one when none was written yet.
 pub(crate) async fn read(calls: &Calls, owner: &SyncOwner) -> Result<Inventory, ApplyError> {
     let api = configmaps(calls, owner);

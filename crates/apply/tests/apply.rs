@@ -474,3 +474,42 @@ async fn objects_refused_as_they_are_are_marked() -> anyhow::Result<()> {
     assert!(!failure.refused_by_server, "{failure:#?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn nothing_is_applied_when_the_inventory_has_no_home() -> anyhow::Result<()> {
+    let Some(c) = cluster().await else {
+        return Ok(());
+    };
+    let ns = c.namespace("apply-homeless").await?;
+    let engine = engine(&c).await;
+    let home = format!("{}-missing", ns.name);
+    // A sync whose inventory would live in a namespace that does not exist: the object for the
+    // existing namespace must not be applied, since its record could not be written.
+    let mut cm = configmap("orphan", json!({"a": "b"}));
+    cm["metadata"]["namespace"] = json!(ns.name);
+    let req = request(&home, set("r1", vec![cm.clone()]));
+    let err = engine
+        .sync(&req)
+        .await
+        .expect_err("no home for the inventory");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("namespace {home} does not exist")),
+        "{message}"
+    );
+    assert!(
+        configmaps(&c, &ns.name).get_opt("orphan").await?.is_none(),
+        "applied without an inventory"
+    );
+
+    // The same sync with its home namespace in the set: created, then recorded there.
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": home}});
+    let req = request(&home, set("r2", vec![namespace, cm]));
+    let report = engine.sync(&req).await?;
+    assert!(report.is_ok(), "{report:#?}");
+    assert_eq!(report.inventory_len, 2);
+    api(&c, "v1", "Namespace", "namespaces", None)
+        .delete(&home, &Default::default())
+        .await?;
+    Ok(())
+}

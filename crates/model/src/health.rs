@@ -147,6 +147,7 @@ fn compute(o: &Value) -> Rule {
         ("", "Service") => service(o),
         ("", "Namespace") => namespace(o),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd(o),
+        ("apiregistration.k8s.io", "APIService") => api_service(o),
         ("", "Secret" | "ConfigMap") | ("batch", "CronJob") | ("policy", "PodDisruptionBudget") => {
             Ok(Health::current("resource is current"))
         }
@@ -474,6 +475,24 @@ fn crd(o: &Value) -> Rule {
             Ok(Health::failed(c.describe("CRD not established")))
         }
         _ => Ok(Health::in_progress("CRD not established yet")),
+    }
+}
+
+/// An aggregated API (`spec.service` set) is Current once the API server reaches it
+/// (`Available=True`), as Argo CD's health check says; kstatus has no rule and calls it Current
+/// at once. An unavailable one (metrics-server's `v1beta1.metrics.k8s.io` before its pods serve,
+/// or never) breaks discovery of its group and blocks namespace deletion, so it is not healthy.
+/// A local APIService (no `spec.service`: the API server's own groups) is always Current.
+fn api_service(o: &Value) -> Rule {
+    if o.pointer("/spec/service").is_none_or(Value::is_null) {
+        return Ok(Health::current("local APIService"));
+    }
+    match condition(o, "Available") {
+        Some(c) if c.is_true() => Ok(Health::current("APIService available")),
+        Some(c) => Ok(Health::in_progress(c.describe("APIService not available"))),
+        None => Ok(Health::in_progress(
+            "APIService not checked by the API server yet",
+        )),
     }
 }
 
@@ -953,6 +972,35 @@ mod tests {
             Current,
             "running",
         );
+    }
+
+    #[test]
+    fn api_service_rules() {
+        let svc = |service: Value, status: Value| {
+            json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                   "metadata": {"name": "v1beta1.metrics.k8s.io"},
+                   "spec": {"service": service, "group": "metrics.k8s.io", "version": "v1beta1"},
+                   "status": status})
+        };
+        let backend = json!({"name": "metrics-server", "namespace": "kube-system"});
+        check(svc(Value::Null, json!({})), Current, "local");
+        check(
+            svc(
+                backend.clone(),
+                json!({"conditions": [cond("Available", "True", "Passed")]}),
+            ),
+            Current,
+            "available",
+        );
+        check(
+            svc(
+                backend.clone(),
+                json!({"conditions": [cond("Available", "False", "FailedDiscoveryCheck")]}),
+            ),
+            InProgress,
+            "APIService not available: FailedDiscoveryCheck",
+        );
+        check(svc(backend, json!({})), InProgress, "not checked");
     }
 
     #[test]
