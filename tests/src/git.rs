@@ -126,6 +126,31 @@ impl Upstream {
         self
     }
 
+    /// Copies the directory `from` (recursively, bytes as they are; symlinks are not followed
+    /// and not copied) to `to` in the work tree.
+    pub fn copy_tree(&self, from: &Path, to: &str) -> &Self {
+        let mut stack = vec![(from.to_path_buf(), self.work.join(to))];
+        while let Some((src, dest)) = stack.pop() {
+            fs::create_dir_all(&dest).unwrap();
+            for entry in fs::read_dir(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
+                let entry = entry.unwrap();
+                let kind = entry.file_type().unwrap();
+                let target = dest.join(entry.file_name());
+                if kind.is_dir() {
+                    stack.push((entry.path(), target));
+                } else if kind.is_file() {
+                    fs::copy(entry.path(), &target).unwrap();
+                    // The module cache's files are read-only; the work tree's must be writable.
+                    let mut perms = fs::metadata(&target).unwrap().permissions();
+                    #[allow(clippy::permissions_set_readonly_false)]
+                    perms.set_readonly(false);
+                    fs::set_permissions(&target, perms).unwrap();
+                }
+            }
+        }
+        self
+    }
+
     /// Removes a file (or directory) from the work tree; the next commit deletes it.
     pub fn remove(&self, path: &str) -> &Self {
         let p = self.work.join(path);

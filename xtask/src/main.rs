@@ -11,6 +11,7 @@ mod gitserve;
 mod image;
 mod leftovers;
 mod paths;
+mod public_sources;
 mod test;
 #[cfg(test)]
 mod tidy;

@@ -4,7 +4,8 @@
 //! (`crates/headway/tests/faults.rs`) kills kube-apiserver and etcd, so it gets a second cluster
 //! of its own (`<target>/fault-cluster`, ports 2000 above the main cluster's when free), started
 //! just before the tests and always stopped afterwards, whatever happened; `--no-fault-cluster`
-//! skips it and the fault suite. Then it checks that no process the run started is still running
+//! skips it and the fault suite. The real public charts and kustomizations some tests apply are
+//! fetched from the Go module proxy first (`crate::public_sources`). Then it checks that no process the run started is still running
 //! (see [`crate::leftovers`]), and fails with their list.
 
 use std::net::TcpListener;
@@ -16,6 +17,8 @@ use anyhow::{Context, bail};
 
 use crate::cluster::{self, Cluster, Started};
 use crate::leftovers::{RUN_MARKER_ENV, Run};
+use crate::public_sources;
+use headway_tests::public_sources::PUBLIC_SOURCES_ENV;
 
 #[derive(clap::Args, Debug)]
 #[group(skip)]
@@ -56,6 +59,8 @@ const CLUSTER_PORTS: u16 = 6;
 struct Env<'a> {
     cluster: &'a Cluster,
     fault_dir: Option<PathBuf>,
+    /// The Go module cache holding the public charts and kustomizations the tests apply.
+    public_sources: Option<PathBuf>,
 }
 
 fn cargo(run: &Run, env: Option<&Env>, args: &[&str]) -> anyhow::Result<()> {
@@ -72,6 +77,10 @@ fn cargo(run: &Run, env: Option<&Env>, args: &[&str]) -> anyhow::Result<()> {
                 cmd.env(gate, "1");
             }
         }
+        match &env.public_sources {
+            Some(dir) => cmd.env(PUBLIC_SOURCES_ENV, dir),
+            None => cmd.env_remove(PUBLIC_SOURCES_ENV),
+        };
         match &env.fault_dir {
             Some(dir) => {
                 cmd.env(FAULT_GATE, "1").env(FAULT_CLUSTER_DIR_ENV, dir);
@@ -181,6 +190,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         let env = Env {
             cluster: &cluster,
             fault_dir: None,
+            public_sources: None,
         };
         cargo(
             &run,
@@ -204,6 +214,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         let env = Env {
             cluster: &cluster,
             fault_dir: fault.as_ref().map(FaultCluster::dir),
+            public_sources: Some(public_sources::fetch(&cluster.paths)?),
         };
         let mut args = vec!["test", "--workspace"];
         args.extend(opts.cargo_args.iter().map(String::as_str));

@@ -12,33 +12,15 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use headway_controller::crd::GitSync;
 use headway_tests::git::{Upstream, git_daemon};
-use headway_tests::wait_for;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use support::*;
 
 /// Copies `testdata/public/<name>` of the render crate into the upstream under `<name>/`.
 fn copy_fixture(upstream: &Upstream, name: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../render/testdata/public");
-    let mut stack = vec![root.join(name)];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path
-                    .strip_prefix(&root)
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .to_string();
-                upstream.write(&rel, &std::fs::read_to_string(&path).unwrap());
-            }
-        }
-    }
+    upstream.copy_tree(&root.join(name), name);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -89,22 +71,8 @@ async fn public_shaped_charts_and_kustomizations_reach_ready() -> anyhow::Result
     );
 
     // Deleting the GitSyncs prunes what they applied, cluster-scoped objects too.
-    let gitsyncs: Api<GitSync> = ns.api();
-    for (name, _) in fixtures {
-        gitsyncs.delete(name, &DeleteParams::default()).await?;
-    }
-    wait_for("the GitSyncs are gone", Duration::from_secs(120), || {
-        let gitsyncs = gitsyncs.clone();
-        async move {
-            let left = gitsyncs.list(&Default::default()).await?.items.len();
-            Ok(if left == 0 {
-                Ok(())
-            } else {
-                Err(format!("{left} left"))
-            })
-        }
-    })
-    .await?;
+    let names: Vec<&str> = fixtures.iter().map(|(name, _)| *name).collect();
+    delete_gitsyncs_and_wait(&ns, &names, Duration::from_secs(120)).await?;
     // Read once: the CRD may finish deleting between two reads.
     let crd = crds.get_opt("certificates.cert-manager-like.io").await?;
     assert!(

@@ -208,18 +208,49 @@ pub(crate) fn helm(
     .run();
     drop(inline);
     match run {
-        Ok(out) => parse_output(
-            &out,
-            &label("helm", dir, boundary),
-            boundary,
-            options,
-            errors,
-        ),
+        Ok(out) => {
+            let mut manifests = parse_output(
+                &out,
+                &label("helm", dir, boundary),
+                boundary,
+                options,
+                errors,
+            );
+            manifests.retain(|m| !outside_sync(&m.object));
+            manifests
+        }
         Err(e) => {
             errors.push(e);
             Vec::new()
         }
     }
+}
+
+/// Helm hook phases that run when a release is installed or upgraded: a hook naming one of them
+/// is applied with the rest. (`crd-install` is Helm 2's, still found in old charts.)
+const SYNC_HOOK_PHASES: &[&str] = &[
+    "pre-install",
+    "post-install",
+    "pre-upgrade",
+    "post-upgrade",
+    "crd-install",
+];
+
+/// Whether an object is a Helm hook for deletion, rollback or tests only (`pre-delete`,
+/// `post-delete`, `pre-rollback`, `post-rollback`, `test`): applying it at a sync would run it at
+/// the wrong time (gatekeeper's `pre-delete` Job removes its webhook configurations), so it is
+/// left out, as Argo CD leaves out the hooks it has no phase for.
+fn outside_sync(object: &serde_json::Value) -> bool {
+    let Some(phases) = object
+        .pointer("/metadata/annotations/helm.sh~1hook")
+        .and_then(serde_json::Value::as_str)
+    else {
+        return false;
+    };
+    !phases
+        .split(',')
+        .map(str::trim)
+        .any(|phase| SYNC_HOOK_PHASES.contains(&phase))
 }
 
 /// Inline values in a temporary file, removed when dropped.
@@ -230,4 +261,41 @@ fn write_values(values: &serde_json::Value) -> std::io::Result<tempfile::NamedTe
         .tempfile()?;
     serde_json::to_writer(&mut file, values)?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outside_sync;
+    use serde_json::json;
+
+    fn hooked(phases: Option<&str>) -> serde_json::Value {
+        let mut o = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}});
+        if let Some(p) = phases {
+            o["metadata"]["annotations"] = json!({"helm.sh/hook": p});
+        }
+        o
+    }
+
+    #[test]
+    fn only_delete_rollback_and_test_hooks_are_left_out() {
+        for kept in [
+            None,
+            Some("pre-install"),
+            Some("post-upgrade"),
+            Some("pre-install,pre-upgrade"),
+            Some("pre-delete, post-install"),
+            Some("crd-install"),
+        ] {
+            assert!(!outside_sync(&hooked(kept)), "{kept:?}");
+        }
+        for left_out in [
+            "pre-delete",
+            "post-delete",
+            "pre-rollback,post-rollback",
+            "test",
+            "test-success",
+        ] {
+            assert!(outside_sync(&hooked(Some(left_out))), "{left_out}");
+        }
+    }
 }

@@ -335,3 +335,29 @@ pub async fn event_count(
         .map(|e| e.series.map(|s| s.count).unwrap_or(1))
         .max())
 }
+
+/// Deletes the named GitSyncs and waits until they are gone (their finalizers have run).
+pub async fn delete_gitsyncs_and_wait(
+    ns: &TestNamespace,
+    names: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let gitsyncs: Api<GitSync> = ns.api();
+    for name in names {
+        gitsyncs
+            .delete(name, &kube::api::DeleteParams::default())
+            .await?;
+    }
+    wait_for("the GitSyncs are gone", timeout, || {
+        let gitsyncs = gitsyncs.clone();
+        async move {
+            let left = gitsyncs.list(&Default::default()).await?.items.len();
+            Ok(if left == 0 {
+                Ok(())
+            } else {
+                Err(format!("{left} left"))
+            })
+        }
+    })
+    .await
+}
