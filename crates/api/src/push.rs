@@ -116,7 +116,18 @@ pub fn parse(
             "push" => true,
             _ => false,
         },
-        Provider::Gitlab => matches!(event, "Push Hook" | "Tag Push Hook"),
+        Provider::Gitlab => match event {
+            "Push Hook" | "Tag Push Hook" => true,
+            // An instance's or group's system hook sends every project's pushes with the same
+            // body as a project hook, under one event name: the body says which kind it is.
+            "System Hook" => matches!(
+                document(headers, body)?
+                    .get("object_kind")
+                    .and_then(Value::as_str),
+                Some("push" | "tag_push")
+            ),
+            _ => false,
+        },
         Provider::Gitea => match event {
             "push" => true,
             "ping" => return Ok(Delivery::Ping),
@@ -365,6 +376,25 @@ mod tests {
             parse(Provider::Github, &headers[..], body.as_bytes()),
             Ok(Delivery::Push(_))
         ));
+    }
+
+    #[test]
+    fn gitlab_system_hooks_carry_pushes_and_other_events() {
+        let p = push(
+            Provider::Gitlab,
+            ("X-Gitlab-Event", "System Hook"),
+            "gitlab-push.json",
+        );
+        assert_eq!(p.refs, ["refs/heads/master"]);
+        let other = br#"{"object_kind": "merge_request", "event_type": "merge_request"}"#;
+        assert_eq!(
+            parse(
+                Provider::Gitlab,
+                &[("X-Gitlab-Event", "System Hook")][..],
+                other
+            ),
+            Ok(Delivery::Ignored("System Hook".into()))
+        );
     }
 
     #[test]
