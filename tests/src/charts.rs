@@ -184,6 +184,36 @@ pub fn index_repository(home: &Path, dir: &Path, url: &str) {
     );
 }
 
+/// A `helm repo index` chart repository served on 127.0.0.1 (its files in `dir`, its Helm home
+/// in `home`), holding the test chart `name` ([`package_chart`]) at each version given.
+pub struct ChartRepository {
+    pub home: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+    pub server: StaticServer,
+}
+
+impl ChartRepository {
+    /// Packages `name` at every version, serves the directory (with `basic_auth` if given) and
+    /// indexes it.
+    pub fn serve(name: &str, versions: &[&str], basic_auth: Option<(&str, &str)>) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for v in versions {
+            package_chart(home.path(), dir.path(), name, v);
+        }
+        let server = StaticServer::serve(dir.path(), basic_auth);
+        index_repository(home.path(), dir.path(), &server.url);
+        ChartRepository { home, dir, server }
+    }
+
+    /// Adds `name` at `version` and indexes again; returns the archive.
+    pub fn add(&self, name: &str, version: &str) -> PathBuf {
+        let archive = package_chart(self.home.path(), self.dir.path(), name, version);
+        index_repository(self.home.path(), self.dir.path(), &self.server.url);
+        archive
+    }
+}
+
 /// `crane registry serve` on 127.0.0.1, killed on drop.
 pub struct Registry {
     child: Child,

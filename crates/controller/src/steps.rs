@@ -307,6 +307,51 @@ async fn fetch_chart(
         .map_err(|e| failed(e.to_string(), e.is_transient()))
 }
 
+/// The path a GitSync renders, as messages name it.
+fn path_of(spec: &EffectiveSpec) -> String {
+    spec.path.clone().unwrap_or_else(|| ".".into())
+}
+
+/// Downloads (or finds in the chart cache) the dependencies of the chart in `dir` that git does
+/// not carry, verified like a remote chart; their archives, for the render.
+async fn fetch_dependencies(
+    ctx: &Ctx,
+    dir: &std::path::Path,
+    path: &str,
+    timeout: std::time::Duration,
+) -> Result<Vec<std::path::PathBuf>, Failure> {
+    let missing = headway_render::chart::missing_dependencies(dir)
+        .map_err(|e| Failure::at(Stage::Render, format!("chart {path}: {e}"), false))?;
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let failed = |dep: &ChartRef, e: headway_render::chart::ChartError| {
+        Failure::at(
+            Stage::Render,
+            format!(
+                "chart {path}: fetching its dependency {} {} from {}: {e}",
+                dep.name, dep.version, dep.repository
+            ),
+            e.is_transient(),
+        )
+    };
+    let cache = ChartCache::new(ctx.cache_dir.join("charts"))
+        .map_err(|e| Failure::at(Stage::Render, e.to_string(), e.is_transient()))?;
+    let options = FetchChartOptions {
+        timeout,
+        ..FetchChartOptions::default()
+    };
+    let mut archives = Vec::with_capacity(missing.len());
+    for dep in &missing {
+        let resolved = cache
+            .fetch(dep, &options)
+            .await
+            .map_err(|e| failed(dep, e))?;
+        archives.push(resolved.archive);
+    }
+    Ok(archives)
+}
+
 /// Render: the complete set of manifests of the revision, or every error.
 async fn render(
     ctx: &Ctx,
@@ -347,6 +392,13 @@ async fn render(
     } else {
         None
     };
+    // Dependencies the chart's Chart.yaml names but git does not carry: downloaded, as Flux and
+    // Argo CD build them (not for a remote chart: its archive holds its dependencies).
+    let dependencies = if render_type == RenderType::Helm && chart.is_none() {
+        fetch_dependencies(ctx, &dir, &path_of(spec), spec.timeout).await?
+    } else {
+        Vec::new()
+    };
     let mut render_options = RenderOptions {
         render_type: obj.spec.render.render_type,
         helm: HelmOptions::builder(name.clone(), default_namespace.to_string())
@@ -357,6 +409,7 @@ async fn render(
             .capabilities(capabilities)
             .chart(chart.map(|c| c.archive.clone()))
             .values(helm.values)
+            .dependencies(dependencies)
             .build(),
         tools: ctx.tools.clone(),
         boundary: Some(tree.clone()),
@@ -364,7 +417,7 @@ async fn render(
         ..RenderOptions::default()
     };
     render_options.tools.timeout = spec.timeout;
-    let path_text = spec.path.clone().unwrap_or_else(|| ".".into());
+    let path_text = path_of(spec);
     let rendered =
         tokio::task::spawn_blocking(move || headway_render::render(&dir, &render_options)).await;
     let manifests = match rendered {

@@ -2,13 +2,12 @@
 //! from the Go module proxy by `cargo xtask test`, see `headway_tests::public_sources`), synced
 //! by GitSyncs against the local cluster: the metrics-server, ingress-nginx and cert-manager
 //! and gatekeeper charts, Argo CD's `cluster-install` and prometheus-operator's bundle through
-//! kustomize overlays as users write them, and the kyverno chart whose dependencies are not in
-//! git.
+//! kustomize overlays as users write them; and the dependencies of the kyverno chart that its
+//! repository does not carry, as Headway would download them.
 //!
 //! Each ends as its content says: Ready with every object Current; metrics-server not Ready
 //! because its aggregated APIService is never Available (kwok runs no container), and only that
-//! object is reported; kyverno refused at render time naming the missing dependencies, with
-//! nothing applied. Deleting the GitSyncs prunes everything, cluster-scoped objects included
+//! object is reported. Deleting the GitSyncs prunes everything, cluster-scoped objects included
 //! (CRDs, webhook configurations, the APIService).
 //!
 //! Needs `helm` and `kustomize` on `PATH`, `HEADWAY_CLUSTER_TESTS=1`, `HEADWAY_GIT_TESTS=1` and
@@ -88,10 +87,6 @@ async fn real_public_charts_and_kustomizations_sync_and_prune() -> anyhow::Resul
             "charts/cert-manager",
         )
         .copy_tree(
-            &KYVERNO.dir(&cache).join("charts/kyverno"),
-            "charts/kyverno",
-        )
-        .copy_tree(
             &GATEKEEPER.dir(&cache).join("charts/gatekeeper"),
             "charts/gatekeeper",
         );
@@ -151,7 +146,6 @@ async fn real_public_charts_and_kustomizations_sync_and_prune() -> anyhow::Resul
             helm(json!({"crds": {"enabled": true}})),
             "90s",
         ),
-        ("kyverno", "charts/kyverno", helm(json!({})), "90s"),
         // Its webhooks would check every write of the cluster the other tests share (and kwok
         // serves none): left off, as on a cluster that only wants its audit.
         (
@@ -242,33 +236,6 @@ async fn real_public_charts_and_kustomizations_sync_and_prune() -> anyhow::Resul
         unhealthy.message.contains("APIService not available"),
         "{unhealthy:?}"
     );
-    // kyverno: its Chart.yaml names dependencies git does not have; nothing is applied.
-    let kyverno = wait_status(
-        &ns,
-        "kyverno",
-        "refused at render time",
-        Duration::from_secs(120),
-        |_, s| {
-            condition(s, "Ready")
-                .is_some_and(|(st, reason, _)| st == "False" && reason == "RenderFailed")
-        },
-    )
-    .await?;
-    let status = kyverno.status.unwrap();
-    let (_, _, message) = condition(&status, "Ready").unwrap();
-    for part in [
-        "charts/kyverno",
-        "missing in charts/ directory",
-        "openreports",
-    ] {
-        assert!(message.contains(part), "{part:?} not in {message}");
-    }
-    assert!(
-        status.objects.as_ref().is_none_or(|o| o.total == 0),
-        "{status:?}"
-    );
-    assert!(status.last_applied_revision.is_none(), "{status:?}");
-
     // Deleting the GitSyncs prunes everything they applied, cluster-scoped objects included.
     let names: Vec<&str> = syncs.iter().map(|(name, ..)| *name).collect();
     delete_gitsyncs_and_wait(&ns, &names, Duration::from_secs(180)).await?;
@@ -289,4 +256,42 @@ async fn real_public_charts_and_kustomizations_sync_and_prune() -> anyhow::Resul
     }
     controller.stop().await?;
     Ok(())
+}
+
+/// kyverno's chart vendors two dependencies (`charts/crds`, `charts/grafana`) and names three
+/// more by repository URL, pinned by its Chart.lock: those three are what a sync downloads
+/// (from repositories this machine cannot reach, so the download itself is tested against a
+/// local repository in `remote_chart.rs`).
+#[test]
+fn kyverno_chart_dependencies_to_download() {
+    let Some(cache) = modcache("kyverno_chart_dependencies_to_download") else {
+        return;
+    };
+    let missing =
+        headway_render::chart::missing_dependencies(&KYVERNO.dir(&cache).join("charts/kyverno"))
+            .unwrap();
+    let found: Vec<(&str, &str, &str)> = missing
+        .iter()
+        .map(|c| (c.name.as_str(), c.version.as_str(), c.repository.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "kyverno-api",
+                "0.0.1-alpha.4",
+                "https://kyverno.github.io/api"
+            ),
+            (
+                "openreports",
+                "0.1.0",
+                "https://openreports.github.io/reports-api"
+            ),
+            (
+                "reports-server",
+                "0.1.6",
+                "https://kyverno.github.io/reports-server"
+            ),
+        ]
+    );
 }

@@ -13,7 +13,7 @@ mod support;
 use std::time::Duration;
 
 use headway_controller::crd::GitSync;
-use headway_tests::charts::{Registry, StaticServer, index_repository, package_chart};
+use headway_tests::charts::{ChartRepository, Registry, package_chart};
 use headway_tests::git::{Upstream, git_daemon};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
@@ -93,13 +93,8 @@ async fn http_chart_pinned_in_git_is_synced_upgraded_and_verified() -> anyhow::R
     let client = cluster.client.clone();
 
     // A chart repository with basic auth, holding web 1.0.0 and 1.1.0.
-    let home = tempfile::tempdir()?;
-    let repo = tempfile::tempdir()?;
-    for v in ["1.0.0", "1.1.0"] {
-        package_chart(home.path(), repo.path(), "web", v);
-    }
-    let server = StaticServer::serve(repo.path(), Some(("reader", "s3cret")));
-    index_repository(home.path(), repo.path(), &server.url);
+    let charts = ChartRepository::serve("web", &["1.0.0", "1.1.0"], Some(("reader", "s3cret")));
+    let server = &charts.server;
     let secrets: Api<Secret> = ns.api();
     secrets
         .create(
@@ -219,9 +214,7 @@ async fn http_chart_pinned_in_git_is_synced_upgraded_and_verified() -> anyhow::R
 
     // A tampered archive: a new version is indexed, then its bytes are changed on the server
     // (a version never fetched before, so the digest cache cannot answer for it).
-    package_chart(home.path(), repo.path(), "web", "1.2.0");
-    index_repository(home.path(), repo.path(), &server.url);
-    let tampered = repo.path().join("web-1.2.0.tgz");
+    let tampered = charts.add("web", "1.2.0");
     let mut bytes = std::fs::read(&tampered)?;
     bytes.extend_from_slice(b"tampered");
     std::fs::write(&tampered, &bytes)?;
@@ -311,4 +304,98 @@ async fn oci_chart_is_synced_and_upgraded() -> anyhow::Result<()> {
     assert_eq!(data["chartVersion"], "2.1.0");
     controller.stop().await?;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dependencies_git_does_not_carry_are_downloaded() -> anyhow::Result<()> {
+    let Some(cluster) = headway_tests::cluster().await else {
+        return Ok(());
+    };
+    if !git_enabled("dependencies_git_does_not_carry_are_downloaded") {
+        return Ok(());
+    }
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("ctl-chart-deps").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let client = cluster.client.clone();
+
+    // A public chart repository holding web 1.0.0 and 1.1.0.
+    let charts = ChartRepository::serve("web", &["1.0.0", "1.1.0"], None);
+    let server = &charts.server;
+
+    // An umbrella chart in git whose dependency is not vendored (`charts/` is not committed, as
+    // most repositories keep it): Chart.lock pins 1.0.0 although the range allows 1.1.0. A
+    // second chart names a dependency the repository does not have.
+    let upstream = Upstream::new();
+    let umbrella = |name: &str, dep: &str, lock: Option<&str>| {
+        upstream
+            .write(
+                &format!("charts/{name}/Chart.yaml"),
+                &format!(
+                    "apiVersion: v2\nname: {name}\nversion: 0.1.0\ndependencies:\n\
+                     - name: {dep}\n  version: \">=1.0.0\"\n  repository: {}\n",
+                    server.url
+                ),
+            )
+            .write(
+                &format!("charts/{name}/values.yaml"),
+                &format!("{dep}:\n  greeting: from-umbrella\n"),
+            )
+            .write(
+                &format!("charts/{name}/templates/own.yaml"),
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-own\ndata: {a: b}\n",
+            );
+        if let Some(version) = lock {
+            upstream.write(
+                &format!("charts/{name}/Chart.lock"),
+                &format!(
+                    "dependencies:\n- name: {dep}\n  repository: {}\n  version: {version}\n\
+                     digest: sha256:0\ngenerated: \"2026-01-01T00:00:00Z\"\n",
+                    server.url
+                ),
+            );
+        }
+    };
+    umbrella("shop", "web", Some("1.0.0"));
+    umbrella("broken", "nothere", None);
+    let head = upstream.commit("umbrella charts");
+    let (_daemon, url) = git_daemon(&upstream);
+
+    let controller = start_controller(&cluster, &ns.name, "chart-deps").await?;
+    create_gitsync(&ns, "shop", &url, json!({"path": "charts/shop"})).await?;
+    create_gitsync(&ns, "broken", &url, json!({"path": "charts/broken"})).await?;
+    let synced = wait_ready_at(&ns, "shop", &head, Duration::from_secs(90)).await?;
+    assert_eq!(synced.status.unwrap().objects.unwrap().total, 3);
+    let data = configmap_data(&client, &ns.name, "shop-settings")
+        .await?
+        .expect("the dependency's ConfigMap");
+    assert_eq!(data["chartVersion"], "1.0.0", "Chart.lock's version");
+    assert_eq!(data["greeting"], "from-umbrella", "the umbrella's values");
+    assert!(
+        configmap_data(&client, &ns.name, "shop-own")
+            .await?
+            .is_some()
+    );
+
+    let broken = wait_status(
+        &ns,
+        "broken",
+        "RenderFailed naming the dependency",
+        Duration::from_secs(60),
+        |_, s| {
+            condition(s, "Ready").is_some_and(|(st, r, m)| {
+                st == "False" && r == "RenderFailed" && m.contains("dependency nothere")
+            })
+        },
+    )
+    .await?;
+    let (_, _, message) = condition(broken.status.as_ref().unwrap(), "Ready").unwrap();
+    assert!(message.contains("charts/broken"), "{message}");
+    assert!(
+        configmap_data(&client, &ns.name, "broken-own")
+            .await?
+            .is_none(),
+        "nothing of a chart whose dependency is missing is applied"
+    );
+    controller.stop().await
 }

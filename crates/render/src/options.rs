@@ -172,6 +172,11 @@ pub struct HelmOptions {
     pub chart: Option<PathBuf>,
     /// Inline values, given to Helm after the values files (they win).
     pub values: Option<serde_json::Value>,
+    /// Archives of the chart's dependencies that git does not carry (see
+    /// [`missing_dependencies`](crate::chart::missing_dependencies)), fetched by the caller: the
+    /// chart is rendered from a copy whose `charts/` holds them, as `helm dependency build`
+    /// would leave it (Helm reads every archive there, whatever its file name).
+    pub dependencies: Vec<PathBuf>,
 }
 
 impl Default for HelmOptions {
@@ -184,6 +189,7 @@ impl Default for HelmOptions {
             capabilities: Capabilities::default(),
             chart: None,
             values: None,
+            dependencies: Vec::new(),
         }
     }
 }
@@ -258,6 +264,12 @@ impl HelmOptionsBuilder {
     /// Inline values, if any (a mapping).
     pub fn values(mut self, values: Option<serde_json::Value>) -> Self {
         self.0.values = values;
+        self
+    }
+
+    /// Archives of dependencies git does not carry ([`HelmOptions::dependencies`]).
+    pub fn dependencies(mut self, archives: Vec<PathBuf>) -> Self {
+        self.0.dependencies = archives;
         self
     }
 
@@ -359,6 +371,7 @@ mod tests {
                 capabilities: Capabilities::default(),
                 chart: None,
                 values: None,
+                dependencies: vec![],
             }
         );
         let set = HelmOptions::builder("web", "apps")
@@ -384,6 +397,7 @@ mod tests {
                 },
                 chart: None,
                 values: None,
+                dependencies: vec![],
             }
         );
     }

@@ -106,7 +106,28 @@ pub(crate) fn helm(
 ) -> Vec<Manifest> {
     walk::check_symlinks(boundary, "", boundary, errors);
     let h = &options.helm;
-    let chart = h.chart.as_deref().unwrap_or(dir);
+    // Dependencies git does not carry, downloaded by the caller: rendered from a copy of the
+    // chart whose `charts/` has them, so that the checkout (or the user's directory) is unchanged.
+    let with_dependencies = if h.chart.is_none() && !h.dependencies.is_empty() && errors.is_empty()
+    {
+        match chart_with_dependencies(dir, &h.dependencies) {
+            Ok(copy) => Some(copy),
+            Err(source) => {
+                errors.push(RenderError::Io {
+                    file: format!("{} (copied to add its dependencies)", dir.display()),
+                    source,
+                });
+                return Vec::new();
+            }
+        }
+    } else {
+        None
+    };
+    let chart = match (&h.chart, &with_dependencies) {
+        (Some(archive), _) => archive.as_path(),
+        (None, Some((_, copy))) => copy.as_path(),
+        (None, None) => dir,
+    };
     let mut args: Vec<OsString> = vec![
         "template".into(),
         h.release_name.clone().into(),
@@ -207,6 +228,7 @@ pub(crate) fn helm(
     }
     .run();
     drop(inline);
+    drop(with_dependencies);
     match run {
         Ok(out) => {
             let mut manifests = parse_output(
@@ -224,6 +246,44 @@ pub(crate) fn helm(
             Vec::new()
         }
     }
+}
+
+/// A copy of the chart directory `dir` (symlinks followed: they were checked to stay inside the
+/// repository) with the dependency archives added to its `charts/`.
+fn chart_with_dependencies(
+    dir: &Path,
+    archives: &[PathBuf],
+) -> std::io::Result<(tempfile::TempDir, PathBuf)> {
+    let tmp = tempfile::Builder::new()
+        .prefix("headway-chart-")
+        .tempdir()?;
+    let name = dir
+        .file_name()
+        .unwrap_or_else(|| std::ffi::OsStr::new("chart"));
+    let copy = tmp.path().join(name);
+    let mut stack = vec![(dir.to_path_buf(), copy.clone())];
+    while let Some((from, to)) = stack.pop() {
+        std::fs::create_dir_all(&to)?;
+        for entry in std::fs::read_dir(&from)? {
+            let entry = entry?;
+            let path = entry.path();
+            let target = to.join(entry.file_name());
+            if std::fs::metadata(&path)?.is_dir() {
+                stack.push((path, target));
+            } else {
+                std::fs::copy(&path, &target)?;
+            }
+        }
+    }
+    let charts = copy.join("charts");
+    std::fs::create_dir_all(&charts)?;
+    for archive in archives {
+        let file = archive
+            .file_name()
+            .unwrap_or_else(|| std::ffi::OsStr::new("dependency.tgz"));
+        std::fs::copy(archive, charts.join(file))?;
+    }
+    Ok((tmp, copy))
 }
 
 /// Helm hook phases that run when a release is installed or upgraded: a hook naming one of them

@@ -13,6 +13,7 @@
 //!   service when it asks for a bearer token.
 //! - Nothing is written outside the cache directory; a refused archive is never cached.
 
+mod deps;
 mod error;
 mod version;
 
@@ -25,6 +26,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+pub use deps::missing_dependencies;
 pub use error::ChartError;
 pub use version::{Constraint, parse_version};
 
