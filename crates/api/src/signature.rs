@@ -105,11 +105,14 @@ pub fn proof(
             Ok(Proof::Token(v.as_bytes().to_vec()))
         }
         Provider::Gitea => {
-            // Forgejo sends both; Gitea sends the headers empty when no secret is set.
+            // Forgejo sends both; Gitea sends the headers empty when no secret is set; Gogs,
+            // which Gitea forked, sends its own.
             if let Some(v) = non_empty(headers, "X-Gitea-Signature") {
                 hex_digest("X-Gitea-Signature", v, None)
             } else if let Some(v) = non_empty(headers, "X-Forgejo-Signature") {
                 hex_digest("X-Forgejo-Signature", v, None)
+            } else if let Some(v) = non_empty(headers, "X-Gogs-Signature") {
+                hex_digest("X-Gogs-Signature", v, None)
             } else {
                 Err(SignatureError::Missing("X-Gitea-Signature"))
             }
@@ -194,6 +197,12 @@ mod tests {
         check(
             Provider::Gitea,
             &[("X-Gitea-Signature", ""), ("X-Forgejo-Signature", bare)],
+            b"s3cret",
+            Ok(true),
+        );
+        check(
+            Provider::Gitea,
+            &[("X-Gogs-Signature", bare)],
             b"s3cret",
             Ok(true),
         );
