@@ -21,17 +21,13 @@ use support::*;
 
 /// Runs `headway` with its own git and chart caches; returns (exit code, stdout, stderr).
 async fn headway(args: &[&str], cache: &Path) -> anyhow::Result<(i32, String, String)> {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_headway"))
-        .args(args)
-        .env("HEADWAY_GIT_CACHE", cache.join("git"))
-        .env("HEADWAY_CHART_CACHE", cache.join("charts"))
-        .output()
-        .await?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    run_to_end(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_headway"))
+            .args(args)
+            .env("HEADWAY_GIT_CACHE", cache.join("git"))
+            .env("HEADWAY_CHART_CACHE", cache.join("charts")),
+    )
+    .await
 }
 
 /// Runs `headway`, checks its exit code (showing everything when it differs) and returns
