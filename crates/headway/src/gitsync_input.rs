@@ -147,9 +147,13 @@ pub async fn render(
         .remote_chart(&obj, &spec)
         .await
         .map_err(|f| failed(key, f))?;
-    let revision = match &commit {
-        Some(sha) => input::revision_text(&spec, sha, chart.as_ref()),
-        None => format!("local {}", render_dir.label),
+    // A local directory's set is revision `local`, as `diff DIR` names it.
+    let (revision, shown) = match &commit {
+        Some(sha) => {
+            let text = input::revision_text(&spec, sha, chart.as_ref());
+            (text.clone(), text)
+        }
+        None => ("local".to_string(), format!("local {}", render_dir.label)),
     };
     let set = renderer
         .render(&obj, &spec, &render_dir, &revision, chart.as_ref())
@@ -159,7 +163,7 @@ pub async fn render(
         key: key.clone(),
         owner,
         default_namespace: input::default_namespace(&obj),
-        revision,
+        revision: shown,
         set,
     })
 }

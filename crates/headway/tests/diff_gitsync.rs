@@ -152,6 +152,15 @@ async fn diff_gitsync_shows_what_its_controller_would_apply() -> anyhow::Result<
         "{err}"
     );
 
+    // A render error names the file, in the controller's words.
+    up.write("site/broken.yaml", "kind: ConfigMap\n---\ndata: [\n");
+    let (_, err) = check(&["diff", "--gitsync", &key, dir], cache.path(), 1).await?;
+    assert!(
+        err.contains(&format!("GitSync {key}: rendering {dir} at local: ")),
+        "{err}"
+    );
+    assert!(err.contains("broken.yaml (document 1, line 3)"), "{err}");
+
     // Errors: a missing GitSync, flags that the GitSync decides.
     let missing = format!("{}/nope", ns.name);
     let (_, err) = check(&["diff", "--gitsync", &missing], cache.path(), 1).await?;
@@ -335,5 +344,99 @@ async fn render_gitsync_of_a_chart_is_what_its_controller_applied() -> anyhow::R
         "{out}"
     );
     controller.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn render_gitsync_of_a_local_dir_decrypts_with_the_keys_of_its_secret() -> anyhow::Result<()>
+{
+    let Some(cluster) = headway_tests::cluster().await else {
+        return Ok(());
+    };
+    if std::env::var("HEADWAY_TOOL_TESTS").as_deref() != Ok("1") {
+        eprintln!("skipping: needs HEADWAY_TOOL_TESTS=1 and sops, age-keygen on PATH");
+        return Ok(());
+    }
+    install_crd(&cluster.client).await?;
+    let ns = cluster.namespace("cli-sops-gitsync").await?;
+    let _janitor = Janitor::new(&cluster, &ns);
+    let work = tempfile::tempdir()?;
+    let tool = |cmd: &mut std::process::Command| -> String {
+        let out = cmd.output().expect("running a tool");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let key_file = work.path().join("key.txt");
+    tool(
+        std::process::Command::new("age-keygen")
+            .arg("-o")
+            .arg(&key_file),
+    );
+    let recipient = tool(
+        std::process::Command::new("age-keygen")
+            .arg("-y")
+            .arg(&key_file),
+    );
+    let plain = work.path().join("plain.yaml");
+    std::fs::write(
+        &plain,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  v: gitsync-Plaintext-7\n",
+    )?;
+    let encrypted = tool(
+        std::process::Command::new("sops")
+            .current_dir(work.path())
+            .args([
+                "--encrypt",
+                "--age",
+                recipient.trim(),
+                "--encrypted-regex",
+                "^stringData$",
+            ])
+            .arg(&plain),
+    );
+    let dir = work.path().join("app");
+    std::fs::create_dir(&dir)?;
+    std::fs::write(dir.join("secret.yaml"), encrypted)?;
+    let secrets: Api<Secret> = ns.api();
+    let key_text = std::fs::read_to_string(&key_file)?;
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "sops-age"}, "stringData": {"key.agekey": key_text}
+            }))?,
+        )
+        .await?;
+    // Nothing listens at this URL: with a DIR, nothing is fetched.
+    let url = "git://127.0.0.1:1/none.git";
+    for (name, secret) in [("sealed", "sops-age"), ("keyless", "absent")] {
+        create_gitsync(
+            &ns,
+            name,
+            url,
+            json!({"decryption": {"provider": "sops", "secretRef": {"name": secret}}}),
+        )
+        .await?;
+    }
+    let cache = tempfile::tempdir()?;
+    let dir = dir.to_str().unwrap();
+    let key = format!("{}/sealed", ns.name);
+    let (out, _) = check(&["render", "--gitsync", &key, dir], cache.path(), 0).await?;
+    assert!(out.contains("gitsync-Plaintext-7"), "{out}");
+    assert!(!out.contains("sops:"), "{out}");
+    let key = format!("{}/keyless", ns.name);
+    let (out, err) = check(&["render", "--gitsync", &key, dir], cache.path(), 1).await?;
+    assert!(
+        err.contains(&format!(
+            "spec.decryption.secretRef: Secret {}/absent not found",
+            ns.name
+        )),
+        "{err}"
+    );
+    assert!(!out.contains("Plaintext") && !err.contains("Plaintext"));
     Ok(())
 }
