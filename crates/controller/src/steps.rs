@@ -24,6 +24,7 @@ use crate::crd::{
     DriftSummary, DriftedObject, EffectiveSpec, GitSync, MAX_DRIFT_FIELDS, MAX_DRIFT_LISTED,
     MAX_UNHEALTHY_LISTED, ObjectCounts, StageTiming, UnhealthyObject,
 };
+pub use crate::input::revision_name;
 use crate::input::{self, RenderDir};
 use crate::outcome::{Failure, HealthSummary, Outcome, RunResult};
 use crate::progress::Stage;
@@ -170,8 +171,6 @@ fn stage(outcome: &mut Outcome, name: &str, d: Duration) {
         duration_ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
     });
 }
-
-pub use crate::input::revision_name;
 
 /// Which shared fetch results a run may use: while a sync request (a webhook makes one too) is
 /// pending, whatever triggered the run (a request, or a spec change such as `headway resume`
