@@ -12,6 +12,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
 use crate::crd::GitSync;
+use crate::input::Renderer;
 use crate::progress::Bus;
 use crate::schedule::Memory;
 use crate::tenancy::{Identities, IdentityError, Lockdown};
@@ -27,6 +28,8 @@ pub struct Ctx {
     /// short reuse window; a sync request always gets a fresh fetch).
     pub cache: Arc<SharedCache>,
     pub cache_dir: PathBuf,
+    /// The remote chart cache (`charts` in `cache_dir`).
+    pub chart_cache: PathBuf,
     /// This replica's identity, the `reportingInstance` of its Events.
     pub identity: String,
     pub store: Store<GitSync>,
@@ -67,6 +70,16 @@ impl Ctx {
         match self.lockdown.service_account(&obj.spec) {
             Some(sa) => self.identities.service_account(&ns, sa).map(Some),
             None => Ok(None),
+        }
+    }
+
+    /// What renders a GitSync here: the controller's client, engine, tools and chart cache.
+    pub fn renderer(&self) -> Renderer<'_> {
+        Renderer {
+            client: &self.client,
+            engine: &self.engine,
+            tools: &self.tools,
+            chart_cache: &self.chart_cache,
         }
     }
 

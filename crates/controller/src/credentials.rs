@@ -81,7 +81,22 @@ pub async fn credentials(
             username,
             password: SourceSecret::new(password),
         }),
-        _ => Err(Failure::at(
+        (Some(_), None) | (None, Some(_)) => {
+            let (has, lacks) = if data.contains_key("username") {
+                ("username", "password")
+            } else {
+                ("password", "username")
+            };
+            Err(Failure::at(
+                Stage::Fetch,
+                format!(
+                    "Secret {namespace}/{} has key {has} but no key {lacks}",
+                    secret_ref.name
+                ),
+                false,
+            ))
+        }
+        (None, None) => Err(Failure::at(
             Stage::Fetch,
             format!(
                 "Secret {namespace}/{} has none of: identity (SSH key), token, username and password",

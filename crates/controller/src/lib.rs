@@ -9,7 +9,8 @@
 //!   status write; [`context`] is what every reconcile shares.
 //! - [`steps`]: the pipeline's named steps (fetch, render, apply, prune, wait, drift check),
 //!   each owning one failure reason; [`credentials`] reads the git credentials, [`decryption`]
-//!   the SOPS keys; [`outcome`] is what a run produced.
+//!   the SOPS keys; [`outcome`] is what a run produced; [`input`] maps a spec to what is
+//!   fetched and how it is rendered (shared with `headway diff/render --gitsync`).
 //! - [`status`]: the next status and the Events to emit, as pure functions of the previous
 //!   status, the outcome and the time; [`events`] writes the Events.
 //! - [`tracker`]: a run's progress, as events on the bus and the `Reconciling` message.
@@ -33,6 +34,7 @@ pub mod credentials;
 pub mod decryption;
 pub mod events;
 pub mod handle;
+pub mod input;
 pub mod outcome;
 pub mod progress;
 pub mod reconcile;

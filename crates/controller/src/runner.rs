@@ -290,6 +290,7 @@ async fn lead(
         engine,
         cache,
         cache_dir: options.cache_dir.clone(),
+        chart_cache: options.cache_dir.join("charts"),
         identity: options.identity.clone(),
         store: controller.store(),
         tools: options.tools.clone(),

@@ -15,9 +15,7 @@ use headway_apply::{
 use headway_model::ObjectRef;
 use headway_model::health::{Health, HealthStatus};
 use headway_model::{RenderedSet, SyncOwner};
-use headway_render::chart::{ChartCache, ChartRef, FetchChartOptions, ResolvedChart};
-use headway_render::{Capabilities, HelmOptions, RenderOptions, RenderType};
-use headway_source::{Cache, FetchOptions, Freshness, GitRef, Revision, Source};
+use headway_source::{Cache, Freshness, Revision};
 use tracing::warn;
 
 use crate::conditions::Reason;
@@ -26,7 +24,8 @@ use crate::crd::{
     DriftSummary, DriftedObject, EffectiveSpec, GitSync, MAX_DRIFT_FIELDS, MAX_DRIFT_LISTED,
     MAX_UNHEALTHY_LISTED, ObjectCounts, StageTiming, UnhealthyObject,
 };
-use crate::credentials::{chart_credentials, credentials};
+pub use crate::input::revision_name;
+use crate::input::{self, RenderDir};
 use crate::outcome::{Failure, HealthSummary, Outcome, RunResult};
 use crate::progress::Stage;
 use crate::schedule::{self, Retry, Trigger};
@@ -58,21 +57,15 @@ async fn run(
     tracker: &mut Tracker,
     outcome: &mut Outcome,
 ) -> Result<RunResult, Failure> {
-    let (ns, name) = key_of(obj);
-    let owner = SyncOwner::new(&ns, &name)
-        .map_err(|e| Failure::new(Reason::InvalidSpec, e.to_string(), false))?;
-    let default_namespace = obj
-        .spec
-        .target_namespace
-        .clone()
-        .unwrap_or_else(|| ns.clone());
+    let owner = input::owner(obj)?;
+    let default_namespace = input::default_namespace(obj);
 
     // Fetch.
     let t = Instant::now();
     tracker.stage_started(Stage::Fetch, None, None);
     let fetched = match fetch(ctx, obj, spec, rebuild).await {
         // A remote chart is part of the source: resolved now, so its version is in the revision.
-        Ok((revision, scratch)) => match fetch_chart(ctx, obj, spec).await {
+        Ok((revision, scratch)) => match ctx.renderer().remote_chart(obj, spec).await {
             Ok(chart) => Ok((revision, scratch, chart)),
             Err(f) => {
                 remove_scratch(scratch);
@@ -84,10 +77,7 @@ async fn run(
     tracker.stage_finished(Stage::Fetch, None, t.elapsed(), None, fetched.is_ok());
     let (revision, scratch, chart) = fetched?;
     stage(outcome, "fetch", t.elapsed());
-    let mut revision_text = revision_name(&spec.reference, &revision.sha);
-    if let Some(chart) = &chart {
-        revision_text = format!("{revision_text}+chart:{}", chart.revision());
-    }
+    let revision_text = input::revision_text(spec, &revision.sha, chart.as_ref());
     outcome.revision = Some(revision_text.clone());
     if !rebuild
         && schedule::stays_stalled(
@@ -104,16 +94,16 @@ async fn run(
     // Render.
     let t = Instant::now();
     tracker.stage_started(Stage::Render, None, None);
-    let rendered = render(
-        ctx,
-        obj,
-        spec,
-        &default_namespace,
-        &revision,
-        &revision_text,
-        chart.as_ref(),
-    )
-    .await;
+    let rendered = ctx
+        .renderer()
+        .render(
+            obj,
+            spec,
+            &RenderDir::in_checkout(&revision.tree_dir, spec),
+            &revision_text,
+            chart.as_ref(),
+        )
+        .await;
     remove_scratch(scratch);
     let count = rendered.as_ref().ok().map(|s| s.manifests().len() as u64);
     tracker.stage_finished(Stage::Render, None, t.elapsed(), count, rendered.is_ok());
@@ -182,15 +172,6 @@ fn stage(outcome: &mut Outcome, name: &str, d: Duration) {
     });
 }
 
-/// `main@sha1:<sha>`, `v1.2@sha1:<sha>` or `sha1:<sha>`.
-pub fn revision_name(reference: &GitRef, sha: &str) -> String {
-    match reference {
-        GitRef::Branch(b) => format!("{b}@sha1:{sha}"),
-        GitRef::Tag(t) => format!("{t}@sha1:{sha}"),
-        GitRef::Commit(_) => format!("sha1:{sha}"),
-    }
-}
-
 /// Which shared fetch results a run may use: while a sync request (a webhook makes one too) is
 /// pending, whatever triggered the run (a request, or a spec change such as `headway resume`
 /// made together with one), only a fetch that started after the request was made; otherwise one
@@ -213,14 +194,9 @@ async fn fetch(
     spec: &EffectiveSpec,
     rebuild: bool,
 ) -> Result<(Revision, Option<PathBuf>), Failure> {
-    let (ns, name) = key_of(obj);
-    let auth = credentials(&ctx.client, &ns, &obj.spec.repository).await?;
-    let source =
-        Source::new(obj.spec.repository.url.clone(), spec.reference.clone()).with_auth(auth);
-    let options = FetchOptions {
-        timeout: spec.timeout,
-        ..FetchOptions::default()
-    };
+    let (_, name) = key_of(obj);
+    let source = input::git_source(&ctx.client, obj, spec).await?;
+    let options = input::fetch_options(spec);
     let result = if rebuild {
         // Bypass the cache: a fresh, empty one for this fetch only, shared with nobody.
         let dir = ctx.cache_dir.join(format!(
@@ -243,11 +219,7 @@ async fn fetch(
         Ok(Ok(r)) => Ok((r, scratch)),
         Ok(Err(e)) => {
             remove_scratch(scratch);
-            Err(Failure::at(
-                Stage::Fetch,
-                format!("fetching {}: {e}", obj.spec.repository.url),
-                e.is_transient(),
-            ))
+            Err(input::fetch_failure(obj, &e))
         }
         Err(e) => {
             remove_scratch(scratch);
@@ -263,182 +235,6 @@ fn remove_scratch(dir: Option<PathBuf>) {
     {
         warn!(dir = %dir.display(), error = %e, "removing the rebuild cache");
     }
-}
-
-/// The remote chart of `spec.render.helm.chart`, resolved, downloaded (unless cached) and
-/// verified; `None` when the chart is in git.
-async fn fetch_chart(
-    ctx: &Ctx,
-    obj: &GitSync,
-    spec: &EffectiveSpec,
-) -> Result<Option<ResolvedChart>, Failure> {
-    let Some(chart) = obj.spec.render.helm.as_ref().and_then(|h| h.chart.as_ref()) else {
-        return Ok(None);
-    };
-    let (ns, _) = key_of(obj);
-    let credentials = chart_credentials(&ctx.client, &ns, chart.secret_ref.as_ref()).await?;
-    let reference = ChartRef {
-        repository: chart.repository.clone(),
-        name: chart.name.clone(),
-        version: chart.version.clone(),
-    };
-    let options = FetchChartOptions {
-        credentials,
-        plain_http: chart.plain_http.unwrap_or(false),
-        timeout: spec.timeout,
-        ..FetchChartOptions::default()
-    };
-    let failed = |message: String, transient: bool| {
-        Failure::at(
-            Stage::Fetch,
-            format!(
-                "fetching chart {} {} from {}: {message}",
-                chart.name, chart.version, chart.repository
-            ),
-            transient,
-        )
-    };
-    let cache = ChartCache::new(ctx.cache_dir.join("charts"))
-        .map_err(|e| failed(e.to_string(), e.is_transient()))?;
-    cache
-        .fetch(&reference, &options)
-        .await
-        .map(Some)
-        .map_err(|e| failed(e.to_string(), e.is_transient()))
-}
-
-/// The path a GitSync renders, as messages name it.
-fn path_of(spec: &EffectiveSpec) -> String {
-    spec.path.clone().unwrap_or_else(|| ".".into())
-}
-
-/// Downloads (or finds in the chart cache) the dependencies of the chart in `dir` that git does
-/// not carry, verified like a remote chart; their archives, for the render.
-async fn fetch_dependencies(
-    ctx: &Ctx,
-    dir: &std::path::Path,
-    path: &str,
-    timeout: std::time::Duration,
-) -> Result<Vec<std::path::PathBuf>, Failure> {
-    let missing = headway_render::chart::missing_dependencies(dir)
-        .map_err(|e| Failure::at(Stage::Render, format!("chart {path}: {e}"), false))?;
-    if missing.is_empty() {
-        return Ok(Vec::new());
-    }
-    let failed = |dep: &ChartRef, e: headway_render::chart::ChartError| {
-        Failure::at(
-            Stage::Render,
-            format!(
-                "chart {path}: fetching its dependency {} {} from {}: {e}",
-                dep.name, dep.version, dep.repository
-            ),
-            e.is_transient(),
-        )
-    };
-    let cache = ChartCache::new(ctx.cache_dir.join("charts"))
-        .map_err(|e| Failure::at(Stage::Render, e.to_string(), e.is_transient()))?;
-    let options = FetchChartOptions {
-        timeout,
-        ..FetchChartOptions::default()
-    };
-    let mut archives = Vec::with_capacity(missing.len());
-    for dep in &missing {
-        let resolved = cache
-            .fetch(dep, &options)
-            .await
-            .map_err(|e| failed(dep, e))?;
-        archives.push(resolved.archive);
-    }
-    Ok(archives)
-}
-
-/// Render: the complete set of manifests of the revision, or every error.
-async fn render(
-    ctx: &Ctx,
-    obj: &GitSync,
-    spec: &EffectiveSpec,
-    default_namespace: &str,
-    revision: &Revision,
-    revision_text: &str,
-    chart: Option<&ResolvedChart>,
-) -> Result<RenderedSet, Failure> {
-    let (ns, name) = key_of(obj);
-    let decryptor =
-        crate::decryption::decryptor(&ctx.client, &ns, obj.spec.decryption.as_ref()).await?;
-    let tree = revision.tree_dir.clone();
-    let dir = match &spec.path {
-        Some(p) => tree.join(p),
-        None => tree.clone(),
-    };
-    let helm = obj.spec.render.helm.clone().unwrap_or_default();
-    // Charts see the target cluster (`.Capabilities`), as Argo CD and Flux render them.
-    let render_type = match obj.spec.render.render_type {
-        _ if chart.is_some() => RenderType::Helm,
-        RenderType::Auto => headway_render::detect(&dir),
-        explicit => explicit,
-    };
-    let capabilities = if render_type == RenderType::Helm {
-        let caps = ctx.engine.capabilities().await.map_err(|e| {
-            Failure::at(
-                Stage::Render,
-                format!("reading the cluster's version and API versions for Helm: {e}"),
-                true,
-            )
-        })?;
-        Some(Capabilities {
-            kube_version: caps.kube_version,
-            api_versions: caps.api_versions,
-        })
-    } else {
-        None
-    };
-    // Dependencies the chart's Chart.yaml names but git does not carry: downloaded, as Flux and
-    // Argo CD build them (not for a remote chart: its archive holds its dependencies).
-    let dependencies = if render_type == RenderType::Helm && chart.is_none() {
-        fetch_dependencies(ctx, &dir, &path_of(spec), spec.timeout).await?
-    } else {
-        Vec::new()
-    };
-    let mut render_options = RenderOptions {
-        render_type: obj.spec.render.render_type,
-        helm: HelmOptions::builder(name.clone(), default_namespace.to_string())
-            .release_name(helm.release_name)
-            .namespace(helm.namespace)
-            .values_files(helm.values_files)
-            .include_crds(helm.include_crds)
-            .capabilities(capabilities)
-            .chart(chart.map(|c| c.archive.clone()))
-            .values(helm.values)
-            .dependencies(dependencies)
-            .build(),
-        tools: ctx.tools.clone(),
-        boundary: Some(tree.clone()),
-        decryptor,
-        ..RenderOptions::default()
-    };
-    render_options.tools.timeout = spec.timeout;
-    let path_text = path_of(spec);
-    let rendered =
-        tokio::task::spawn_blocking(move || headway_render::render(&dir, &render_options)).await;
-    let manifests = match rendered {
-        Ok(Ok(m)) => m,
-        Ok(Err(errors)) => {
-            return Err(Failure::at(
-                Stage::Render,
-                format!("rendering {path_text} at {revision_text}: {errors}"),
-                false,
-            ));
-        }
-        Err(e) => {
-            return Err(Failure::at(
-                Stage::Render,
-                format!("render task: {e}"),
-                true,
-            ));
-        }
-    };
-    RenderedSet::from_complete_render(revision_text.to_string(), manifests)
-        .map_err(|e| Failure::at(Stage::Render, e.to_string(), false))
 }
 
 /// Apply, prune and wait, done by the apply engine in one call; its progress goes to the
@@ -661,23 +457,6 @@ mod tests {
         assert_eq!(failure.retry, Retry::Transient);
         let prune = headway_apply::SyncFailure::new(SyncStep::Prune, "x".into());
         assert!(apply_step(&report(prune)).is_ok());
-    }
-
-    #[test]
-    fn revisions_are_named_after_the_ref() {
-        let sha = "0123456789abcdef0123456789abcdef01234567";
-        assert_eq!(
-            revision_name(&GitRef::Branch("main".into()), sha),
-            format!("main@sha1:{sha}")
-        );
-        assert_eq!(
-            revision_name(&GitRef::Tag("v1".into()), sha),
-            format!("v1@sha1:{sha}")
-        );
-        assert_eq!(
-            revision_name(&GitRef::Commit(sha.into()), sha),
-            format!("sha1:{sha}")
-        );
     }
 
     #[test]

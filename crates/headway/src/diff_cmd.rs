@@ -1,6 +1,8 @@
 //! `headway diff PATH|--repo URL`: what `headway apply` would change in the current cluster,
 //! field by field (Secret values masked), objects missing from the cluster, and objects the
-//! inventory has that the source no longer has. Exit code 0: no difference; 2: differences;
+//! inventory has that the source no longer has. `headway diff --gitsync NS/NAME [DIR]`: the
+//! same for what that GitSync's controller would apply (its settings, its newest commit or DIR,
+//! its ownership labels and inventory). Exit code 0: no difference; 2: differences;
 //! 1: error (render errors, unreachable cluster, unreadable objects), as kubediff did.
 //! `-o json` prints the same as one document (docs/cli.md).
 
@@ -11,15 +13,20 @@ use serde::Serialize;
 
 use crate::Outcome;
 use crate::cluster::{ClusterArgs, runtime};
+use crate::gitsync_input::{self, GitSyncArgs, GitSyncKey};
 use crate::input::{SourceArgs, render_source};
 use crate::output::{self, Format, ObjectJson};
 use crate::owner::SyncArgs;
 
-/// Arguments of `headway diff`.
+/// Arguments of `headway diff`. The owner flags conflict with `--gitsync` (the GitSync is the
+/// owner).
 #[derive(Debug, Args)]
+#[command(mut_arg("gitsync", |a| a.conflicts_with_all(["name", "sync_namespace", "namespace"])))]
 pub struct DiffArgs {
     #[command(flatten)]
     pub source: SourceArgs,
+    #[command(flatten)]
+    pub gitsync: GitSyncArgs,
     #[command(flatten)]
     pub sync: SyncArgs,
     /// Output format: `text`, or `json` (one document; see docs/cli.md).
@@ -31,6 +38,12 @@ pub struct DiffArgs {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct DiffOutput {
+    /// With `--gitsync`: the GitSync (`namespace/name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    git_sync: Option<String>,
+    /// With `--gitsync`: the revision rendered (`main@sha1:<sha>`, or `local DIR`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<String>,
     /// Something differs (drifted, missing or stale objects): exit code 2.
     differs: bool,
     /// Some object could not be read: exit code 1.
@@ -67,13 +80,15 @@ struct FieldJson {
     live: Option<String>,
 }
 
-fn diff_json(report: &DriftReport) -> DiffOutput {
+fn diff_json(report: &DriftReport, from: Option<&Header>) -> DiffOutput {
     let field = |f: &FieldDiff| FieldJson {
         path: f.path.clone(),
         desired: f.desired.clone(),
         live: f.live.clone(),
     };
     DiffOutput {
+        git_sync: from.map(|h| h.key.to_string()),
+        revision: from.map(|h| h.revision.clone()),
         differs: report.has_drift(),
         errors: report.has_errors(),
         objects: report
@@ -101,16 +116,41 @@ fn diff_json(report: &DriftReport) -> DiffOutput {
     }
 }
 
+/// With `--gitsync`: which GitSync was diffed, at which revision.
+struct Header {
+    key: GitSyncKey,
+    revision: String,
+}
+
 /// Runs `headway diff`.
 pub fn run(cluster: &ClusterArgs, args: DiffArgs) -> anyhow::Result<Outcome> {
-    let rendered = render_source(&args.source, cluster)?;
-    let owner = args.sync.owner(&rendered.default_name)?;
-    let report = runtime()?.block_on(async {
-        let cluster = cluster.connect().await?;
-        let engine = cluster.engine().await?;
-        let namespace = args.sync.target_namespace(&cluster);
-        anyhow::Ok(engine.drift(&owner, &rendered.set, &namespace).await?)
-    })?;
+    let (report, header) = match &args.gitsync.gitsync {
+        Some(key) => runtime()?.block_on(async {
+            let cluster = cluster.connect().await?;
+            let engine = cluster.engine().await?;
+            let dir = args.source.input.dir.as_deref();
+            let from = gitsync_input::render(&cluster, &engine, key, dir).await?;
+            let report = engine
+                .drift(&from.owner, &from.set, &from.default_namespace)
+                .await?;
+            let header = Header {
+                key: from.key,
+                revision: from.revision,
+            };
+            anyhow::Ok((report, Some(header)))
+        })?,
+        None => {
+            let rendered = render_source(&args.source, cluster)?;
+            let owner = args.sync.owner(&rendered.default_name)?;
+            let report = runtime()?.block_on(async {
+                let cluster = cluster.connect().await?;
+                let engine = cluster.engine().await?;
+                let namespace = args.sync.target_namespace(&cluster);
+                anyhow::Ok(engine.drift(&owner, &rendered.set, &namespace).await?)
+            })?;
+            (report, None)
+        }
+    };
     let outcome = if report.has_errors() {
         Outcome::Failure
     } else if report.has_drift() {
@@ -119,8 +159,11 @@ pub fn run(cluster: &ClusterArgs, args: DiffArgs) -> anyhow::Result<Outcome> {
         Outcome::Success
     };
     match args.output {
-        Format::Json => print!("{}", output::json(&diff_json(&report))?),
+        Format::Json => print!("{}", output::json(&diff_json(&report, header.as_ref()))?),
         Format::Text => {
+            if let Some(h) = &header {
+                println!("GitSync {} at {}", h.key, h.revision);
+            }
             print!("{}", report.render_text());
             if outcome == Outcome::Success {
                 println!("no differences ({} objects)", report.objects.len());
@@ -134,6 +177,52 @@ pub fn run(cluster: &ClusterArgs, args: DiffArgs) -> anyhow::Result<Outcome> {
 mod tests {
     use super::*;
     use headway_model::ObjectRef;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: DiffArgs,
+    }
+
+    #[test]
+    fn gitsync_takes_every_setting_so_the_flags_that_give_one_are_refused() {
+        use clap::Parser as _;
+        let parse = |argv: &[&str]| {
+            Cli::try_parse_from(std::iter::once("diff").chain(argv.iter().copied()))
+        };
+        let a = parse(&["--gitsync", "apps/site"]).unwrap().args;
+        assert_eq!(a.gitsync.gitsync.unwrap().to_string(), "apps/site");
+        let a = parse(&["--gitsync", "apps/site", "./deploy"]).unwrap().args;
+        assert_eq!(
+            a.source.input.dir.unwrap(),
+            std::path::Path::new("./deploy")
+        );
+        for flags in [
+            &["--repo", "git://h/r"][..],
+            &["--ref", "main"],
+            &["--type", "helm"],
+            &["--helm-values", "v.yaml"],
+            &["--decrypt-key", "k"],
+            &["--timeout", "5"],
+            &["--name", "x"],
+            &["--sync-namespace", "x"],
+            &["-n", "x"],
+        ] {
+            let argv: Vec<&str> = ["--gitsync", "apps/site"]
+                .iter()
+                .chain(flags)
+                .copied()
+                .collect();
+            let err = parse(&argv).err().unwrap();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{flags:?}: {err}"
+            );
+        }
+        let err = parse(&["--gitsync", "site"]).err().unwrap();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+    }
 
     #[test]
     fn the_json_shape() {
@@ -155,7 +244,7 @@ mod tests {
             stale: vec![cm("old")],
             requests: 3,
         };
-        let v = serde_json::to_value(diff_json(&report)).unwrap();
+        let v = serde_json::to_value(diff_json(&report, None)).unwrap();
         assert_eq!(v["differs"], true);
         assert_eq!(v["errors"], true);
         assert_eq!(v["objects"][0]["id"], "ConfigMap/apps/a");
@@ -170,5 +259,16 @@ mod tests {
         assert_eq!(v["objects"][3]["error"], "forbidden");
         assert_eq!(v["stale"][0]["name"], "old");
         assert_eq!(v["requests"], 3);
+        assert!(v.get("gitSync").is_none() && v.get("revision").is_none());
+        let header = Header {
+            key: GitSyncKey {
+                namespace: "apps".into(),
+                name: "site".into(),
+            },
+            revision: "main@sha1:abc".into(),
+        };
+        let v = serde_json::to_value(diff_json(&report, Some(&header))).unwrap();
+        assert_eq!(v["gitSync"], "apps/site");
+        assert_eq!(v["revision"], "main@sha1:abc");
     }
 }

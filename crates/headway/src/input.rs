@@ -22,7 +22,8 @@ use crate::owner::label_value;
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {
     /// The local directory to read (or use --repo). `render`, `diff` and `apply` need one of
-    /// it, --repo or --helm-repo ([`SourceArgs`]); `fetch` needs --repo.
+    /// it, --repo or --helm-repo ([`SourceArgs`]), or `render` and `diff` --gitsync (then DIR
+    /// stands for the GitSync's spec.path); `fetch` needs --repo.
     #[arg(conflicts_with = "repo")]
     pub dir: Option<PathBuf>,
     /// A git repository to fetch instead of a local directory (https://, http://, ssh://, git://).
@@ -155,6 +156,8 @@ impl InputArgs {
 pub struct RenderArgs {
     #[command(flatten)]
     pub source: SourceArgs,
+    #[command(flatten)]
+    pub gitsync: crate::gitsync_input::GitSyncArgs,
     /// Output format: a YAML stream (`---` between documents) or one JSON `v1 List`
     /// (both can be piped to `kubectl apply -f -`).
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Yaml)]
@@ -303,10 +306,7 @@ impl SourceArgs {
             }),
             None => None,
         };
-        let dir = std::env::var_os("HEADWAY_CHART_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| home().join(".cache/headway/charts"));
-        let cache = ChartCache::new(dir)?;
+        let cache = ChartCache::new(chart_cache_dir())?;
         let reference = ChartRef {
             repository: repository.clone(),
             name: name.clone(),
@@ -475,10 +475,18 @@ fn home() -> PathBuf {
         .unwrap_or_else(|| "/tmp".into())
 }
 
-fn default_cache_dir() -> PathBuf {
+/// The git cache: `$HEADWAY_GIT_CACHE`, else ~/.cache/headway/git.
+pub fn default_cache_dir() -> PathBuf {
     std::env::var_os("HEADWAY_GIT_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| home().join(".cache/headway/git"))
+}
+
+/// The remote chart cache: `$HEADWAY_CHART_CACHE`, else ~/.cache/headway/charts.
+pub fn chart_cache_dir() -> PathBuf {
+    std::env::var_os("HEADWAY_CHART_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache/headway/charts"))
 }
 
 #[cfg(test)]

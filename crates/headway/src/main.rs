@@ -13,6 +13,7 @@ mod cluster;
 mod controller_cmd;
 mod diff_cmd;
 mod fetch_cmd;
+mod gitsync_input;
 mod health_cmd;
 mod input;
 mod live;
@@ -48,8 +49,8 @@ struct Cli {
 enum Command {
     /// Print the version and the git commit this binary was built from.
     Version,
-    /// Render a directory or a git repository (plain YAML, Kustomize or Helm) and print its
-    /// manifests in apply order.
+    /// Render a directory or a git repository (plain YAML, Kustomize or Helm), or a GitSync as
+    /// its controller does (--gitsync), and print its manifests in apply order.
     Render(input::RenderArgs),
     /// Fetch a revision of a git repository into the cache (depth 1) and print what was fetched.
     Fetch(fetch_cmd::FetchArgs),
@@ -71,7 +72,8 @@ enum Command {
     /// --wait, follow each one stage by stage and print the time to recover.
     #[command(after_help = EXIT_CODES)]
     Rebuild(rebuild_cmd::RebuildArgs),
-    /// Show what `apply` would change in the cluster (exit 0: none, 2: differences, 1: error).
+    /// Show what `apply` would change in the cluster, or what a GitSync's controller would
+    /// (--gitsync) (exit 0: none, 2: differences, 1: error).
     #[command(after_help = EXIT_CODES)]
     Diff(diff_cmd::DiffArgs),
     /// Apply a directory or a git repository to the cluster once, without a controller.

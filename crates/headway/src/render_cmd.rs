@@ -1,25 +1,40 @@
-//! `headway render PATH|--repo URL`: renders a directory (plain YAML, Kustomize or Helm) and
-//! prints the manifests in apply order, or every error found, with exit code 1.
+//! `headway render PATH|--repo URL|--gitsync NS/NAME [DIR]`: renders a directory (plain YAML,
+//! Kustomize or Helm), or a GitSync as its controller does, and prints the manifests in apply
+//! order, or every error found, with exit code 1.
 
 use headway_model::Manifest;
 use headway_render::output;
 
-use crate::cluster::ClusterArgs;
+use crate::cluster::{ClusterArgs, runtime};
+use crate::gitsync_input;
 use crate::input::{OutputFormat, RenderArgs};
 
 /// Renders and formats; the manifests are sorted in apply order. `cluster` is only talked to
 /// with `--cluster`.
 pub fn render_to_string(cluster: &ClusterArgs, args: &RenderArgs) -> anyhow::Result<String> {
-    let input = args.input.resolve()?;
-    if let Some(revision) = &input.revision {
-        eprintln!(
-            "headway: {} at commit {}",
-            headway_source::redact_url(args.input.repo.as_deref().unwrap_or_default()),
-            revision.sha
-        );
-    }
-    let options = args.options(&input.dir, cluster)?;
-    let mut manifests: Vec<Manifest> = headway_render::render(&input.dir, &options)?;
+    let mut manifests: Vec<Manifest> = match &args.gitsync.gitsync {
+        Some(key) => {
+            let rendered = runtime()?.block_on(async {
+                let cluster = cluster.connect().await?;
+                let engine = cluster.engine().await?;
+                gitsync_input::render(&cluster, &engine, key, args.input.dir.as_deref()).await
+            })?;
+            eprintln!("headway: GitSync {key} at {}", rendered.revision);
+            rendered.set.into_manifests()
+        }
+        None => {
+            let input = args.input.resolve()?;
+            if let Some(revision) = &input.revision {
+                eprintln!(
+                    "headway: {} at commit {}",
+                    headway_source::redact_url(args.input.repo.as_deref().unwrap_or_default()),
+                    revision.sha
+                );
+            }
+            let options = args.options(&input.dir, cluster)?;
+            headway_render::render(&input.dir, &options)?
+        }
+    };
     headway_model::order::sort_for_apply(&mut manifests);
     Ok(match args.output {
         OutputFormat::Yaml => output::to_yaml_stream(&manifests),

@@ -16,16 +16,12 @@ use serde_json::json;
 use support::*;
 
 async fn headway(args: &[&str], kubeconfig: &str) -> anyhow::Result<(i32, String, String)> {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_headway"))
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .await?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    run_to_end(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_headway"))
+            .args(args)
+            .env("KUBECONFIG", kubeconfig),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

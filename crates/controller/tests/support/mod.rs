@@ -136,6 +136,19 @@ pub async fn create_gitsync(
         .with_context(|| format!("creating GitSync {}/{name}", ns.name))
 }
 
+/// Runs a command (the `headway` binary, in the CLI's tests) to its end: its exit code (-1 when
+/// a signal ended it), stdout and stderr.
+pub async fn run_to_end(
+    command: &mut tokio::process::Command,
+) -> anyhow::Result<(i32, String, String)> {
+    let out = command.output().await?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
 /// A condition's `(status, reason, message)`.
 pub fn condition(status: &GitSyncStatus, type_: &str) -> Option<(String, String, String)> {
     headway_controller::conditions::get(&status.conditions, type_)
