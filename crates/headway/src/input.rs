@@ -278,6 +278,13 @@ impl SourceArgs {
             ..RenderOptions::default()
         };
         options.tools.timeout = Duration::from_secs(self.timeout);
+        let is_helm = match self.render_type {
+            RenderType::Auto => headway_render::detect(dir),
+            explicit => explicit,
+        } == RenderType::Helm;
+        if is_helm && options.helm.chart.is_none() {
+            options.helm.dependencies = fetch_dependencies(dir, options.tools.timeout)?;
+        }
         if !self.decrypt_key.is_empty() {
             let mut keys = headway_decrypt::Keys::new();
             for file in &self.decrypt_key {
@@ -420,6 +427,46 @@ pub fn render_source(args: &SourceArgs, cluster: &ClusterArgs) -> anyhow::Result
         set,
         default_name: label_value(&name_from),
     })
+}
+
+/// The dependencies of the chart in `dir` that `charts/` lacks, downloaded into the chart cache
+/// as a GitSync's are (see docs/render.md): the chart renders as its controller would render it,
+/// with no `helm dependency build` first.
+fn fetch_dependencies(dir: &Path, timeout: Duration) -> anyhow::Result<Vec<PathBuf>> {
+    let missing = headway_render::chart::missing_dependencies(dir)?;
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cache = ChartCache::new(chart_cache_dir())?;
+    let options = FetchChartOptions {
+        timeout,
+        ..FetchChartOptions::default()
+    };
+    let runtime = runtime()?;
+    missing
+        .iter()
+        .map(|dep| {
+            let resolved = runtime
+                .block_on(cache.fetch(dep, &options))
+                .with_context(|| {
+                    format!(
+                        "chart {}: fetching its dependency {} {} from {}",
+                        dir.display(),
+                        dep.name,
+                        dep.version,
+                        dep.repository
+                    )
+                })?;
+            eprintln!(
+                "dependency {} {} of {} (not in its charts/) from {}",
+                resolved.name,
+                resolved.version,
+                dir.display(),
+                dep.repository
+            );
+            Ok(resolved.archive)
+        })
+        .collect()
 }
 
 fn dir_name(dir: &Path) -> String {

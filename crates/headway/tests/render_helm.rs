@@ -1,12 +1,13 @@
 //! `headway render` and Helm: remote charts (`--helm-repo URL --chart NAME --version V`, HTTP and
 //! OCI repositories on 127.0.0.1) and the capabilities charts see (`--kube-version`,
-//! `--api-versions`, `--cluster`, and the default). Needs `HEADWAY_TOOL_TESTS=1` with `helm` and
+//! `--api-versions`, `--cluster`, and the default), and a local chart's dependencies that its
+//! `charts/` lacks. Needs `HEADWAY_TOOL_TESTS=1` with `helm` and
 //! `crane` on PATH; the `--cluster` part also `HEADWAY_CLUSTER_TESTS=1`.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use headway_tests::charts::{Registry, StaticServer, index_repository, package_chart};
+use headway_tests::charts::{ChartRepository, Registry, package_chart};
 
 fn tool_tests(test: &str) -> bool {
     let on = std::env::var("HEADWAY_TOOL_TESTS").is_ok_and(|v| v == "1");
@@ -46,13 +47,8 @@ fn remote_charts_render_locally() {
     if !tool_tests("remote_charts_render_locally") {
         return;
     }
-    let home = tempfile::tempdir().unwrap();
-    let repo = tempfile::tempdir().unwrap();
-    for v in ["1.0.0", "1.1.0"] {
-        package_chart(home.path(), repo.path(), "web", v);
-    }
-    let server = StaticServer::serve(repo.path(), Some(("reader", "s3cret")));
-    index_repository(home.path(), repo.path(), &server.url);
+    let charts = ChartRepository::serve("web", &["1.0.0", "1.1.0"], Some(("reader", "s3cret")));
+    let server = &charts.server;
     let cache = tempfile::tempdir().unwrap();
     let values = tempfile::tempdir().unwrap();
     std::fs::write(values.path().join("values.yaml"), "greeting: local\n").unwrap();
@@ -103,8 +99,8 @@ fn remote_charts_render_locally() {
 
     // OCI, without a values directory.
     let registry = Registry::start();
-    let archive = package_chart(home.path(), repo.path(), "web", "3.0.0");
-    registry.push(home.path(), &archive, "charts");
+    let archive = package_chart(charts.home.path(), charts.dir.path(), "web", "3.0.0");
+    registry.push(charts.home.path(), &archive, "charts");
     let yaml = ok(&headway(
         &[
             "render",
@@ -195,5 +191,56 @@ fn cluster_capabilities_are_read_with_dash_dash_cluster() {
         String::from_utf8_lossy(&out.stderr).contains("incompatible with Kubernetes v1.21.0"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_local_charts_missing_dependencies_are_downloaded() {
+    if !tool_tests("a_local_charts_missing_dependencies_are_downloaded") {
+        return;
+    }
+    let charts = ChartRepository::serve("web", &["1.0.0", "1.1.0"], None);
+    let chart = tempfile::tempdir().unwrap();
+    let dir = chart.path().join("shop");
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(
+        dir.join("Chart.yaml"),
+        format!(
+            "apiVersion: v2\nname: shop\nversion: 0.1.0\ndependencies:\n\
+             - {{name: web, version: '~1.0.0', repository: '{}'}}\n",
+            charts.server.url
+        ),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let out = headway(
+        &["render", dir.to_str().unwrap(), "--kube-version", "v1.33.0"],
+        cache.path(),
+    );
+    let yaml = ok(&out);
+    assert_eq!(field(&yaml, "chartVersion"), ["1.0.0"], "{yaml}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("dependency web 1.0.0"), "{stderr}");
+    assert!(
+        !dir.join("charts").exists(),
+        "the chart directory is left as it was"
+    );
+
+    // A dependency the repository does not have: the error names the chart and the dependency.
+    std::fs::write(
+        dir.join("Chart.yaml"),
+        format!(
+            "apiVersion: v2\nname: shop\nversion: 0.1.0\ndependencies:\n\
+             - {{name: api, version: 1.0.0, repository: '{}'}}\n",
+            charts.server.url
+        ),
+    )
+    .unwrap();
+    let out = headway(&["render", dir.to_str().unwrap()], cache.path());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fetching its dependency api 1.0.0") && stderr.contains("shop"),
+        "{stderr}"
     );
 }
