@@ -4,6 +4,7 @@
 //! succeeded, 1 otherwise (render errors, failed objects, refused prune, objects not Current).
 //! `-o json` prints the report as one document (docs/cli.md).
 
+use crate::cluster::duration_secs;
 use std::time::Duration;
 
 use clap::Args;
@@ -32,8 +33,8 @@ pub struct ApplyArgs {
     /// Wait until every object is Current (kstatus rules).
     #[arg(long)]
     pub wait: bool,
-    /// Longest wait, in seconds.
-    #[arg(long = "wait-timeout", default_value_t = 300)]
+    /// Longest wait: seconds, or a duration such as `90s`, `5m`, `1h30m`.
+    #[arg(long = "wait-timeout", default_value_t = 300, value_parser = duration_secs)]
     pub wait_timeout: u64,
     /// Delete and recreate objects whose change touches an immutable field.
     #[arg(long)]

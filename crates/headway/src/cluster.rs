@@ -197,3 +197,30 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "-A", "-l", "a=b"]).is_ok());
     }
 }
+
+/// A command-line duration in whole seconds: a number of seconds (`90`), or a Go duration as
+/// GitSyncs, kubectl and flux take them (`90s`, `5m`, `1h30m`); a fraction of a second is
+/// rounded up.
+pub fn duration_secs(text: &str) -> Result<u64, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|e| format!("{text:?}: {e}"));
+    }
+    let d = headway_controller::crd::parse_duration(text)?;
+    Ok(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
+
+#[cfg(test)]
+mod seconds_tests {
+    use super::duration_secs as seconds;
+
+    #[test]
+    fn seconds_or_go_durations() {
+        assert_eq!(seconds("90"), Ok(90));
+        assert_eq!(seconds("90s"), Ok(90));
+        assert_eq!(seconds("5m"), Ok(300));
+        assert_eq!(seconds("1h30m"), Ok(5400));
+        assert_eq!(seconds("1500ms"), Ok(2));
+        assert!(seconds("soon").unwrap_err().contains("30s, 5m"));
+        assert!(seconds("").is_err());
+    }
+}

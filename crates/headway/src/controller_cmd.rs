@@ -2,6 +2,7 @@
 //! SIGTERM or SIGINT, with JSON logs on standard error. Uses the global `--kubeconfig` and
 //! `--context` (default: `KUBECONFIG`, `~/.kube/config`) or, inside a pod, the service account.
 
+use crate::cluster::duration_secs;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,8 +55,9 @@ pub struct ControllerArgs {
     /// sync fetches (concurrent ones still share one fetch).
     #[arg(long, default_value_t = 10)]
     pub fetch_reuse: u64,
-    /// Seconds running syncs may take to finish at shutdown.
-    #[arg(long, default_value_t = 30)]
+    /// How long running syncs may take to finish at shutdown: seconds, or a duration such as
+    /// `30s`, `2m`.
+    #[arg(long, default_value_t = 30, value_parser = duration_secs)]
     pub shutdown_timeout: u64,
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]

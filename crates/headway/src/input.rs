@@ -5,6 +5,7 @@
 //! files: [`SourceArgs`]); `render`'s output format ([`RenderArgs`]); and the rendered set that
 //! `diff` and `apply` work on.
 
+use crate::cluster::duration_secs;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -230,8 +231,9 @@ pub struct SourceArgs {
     /// Talk plain HTTP to an `oci://` --helm-repo (a local registry).
     #[arg(long, requires = "helm_repo")]
     pub helm_plain_http: bool,
-    /// Seconds kustomize or helm may run before they are killed.
-    #[arg(long, default_value_t = 60)]
+    /// How long kustomize or helm may run before they are killed: seconds, or a duration such
+    /// as `90s`, `2m`.
+    #[arg(long, default_value_t = 60, value_parser = duration_secs)]
     pub timeout: u64,
     /// age private key file (`age-keygen` output) to decrypt SOPS-encrypted manifests with, in
     /// memory; repeatable. Without it, an encrypted manifest is an error.

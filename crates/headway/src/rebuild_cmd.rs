@@ -5,6 +5,7 @@
 //! (`status.lastRebuild`: duration and stages). When a request is done is
 //! [`headway_controller::request_state`]'s rule, the one the API uses too.
 
+use crate::cluster::duration_secs;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -27,8 +28,8 @@ pub struct RebuildArgs {
     /// recover.
     #[arg(long)]
     pub wait: bool,
-    /// Seconds to wait with --wait.
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    /// How long to wait with --wait: seconds, or a duration such as `90s`, `10m`.
+    #[arg(long, default_value_t = 600, value_name = "DURATION", value_parser = duration_secs)]
     pub timeout: u64,
     /// Output format: `text`, or `json` (one document at the end; see docs/cli.md).
     #[arg(long, short = 'o', value_enum, default_value_t)]

@@ -4,6 +4,7 @@
 //! with the controller's own rule ([`headway_controller::request_state`]); suspend and resume
 //! patch `spec.suspend` as the field manager [`SUSPEND_MANAGER`], and resume requests a sync.
 
+use crate::cluster::duration_secs;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -77,8 +78,8 @@ pub struct WaitArgs {
     /// Ready, 1 when the sync failed or the wait timed out.
     #[arg(long)]
     pub wait: bool,
-    /// Seconds to wait with --wait.
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    /// How long to wait with --wait: seconds, or a duration such as `90s`, `5m`.
+    #[arg(long, default_value_t = 300, value_name = "DURATION", value_parser = duration_secs)]
     pub timeout: u64,
     /// Output format: `text`, or `json` (one document at the end; see docs/cli.md).
     #[arg(long, short = 'o', value_enum, default_value_t)]
