@@ -16,6 +16,12 @@ use rustix::process::{Pid, Signal, kill_process_group};
 use crate::error::RenderError;
 use crate::options::ToolOptions;
 
+/// The proxy every renderer is given: a closed local port, so that nothing is fetched.
+const NO_NETWORK_PROXY: &str = "http://127.0.0.1:9";
+/// Said after a renderer's error when it tried the network anyway.
+const NO_NETWORK_HINT: &str = "\n(renderers get no network: a URL in a kustomization (a remote base or \
+     resource) is not fetched; vendor it into the repository, as a GitSync renders what git holds)";
+
 /// How much of a tool's standard error is kept for the error message (its tail).
 const STDERR_KEEP: usize = 16 * 1024;
 
@@ -106,11 +112,11 @@ impl Invocation<'_> {
             .env("HELM_PLUGINS", h.join("helm/plugins"))
             .env("KUBECONFIG", "/dev/null")
             // No network: every HTTP(S) client in Go and git honours these, and the port is closed.
-            .env("HTTP_PROXY", "http://127.0.0.1:9")
-            .env("HTTPS_PROXY", "http://127.0.0.1:9")
-            .env("ALL_PROXY", "http://127.0.0.1:9")
-            .env("http_proxy", "http://127.0.0.1:9")
-            .env("https_proxy", "http://127.0.0.1:9")
+            .env("HTTP_PROXY", NO_NETWORK_PROXY)
+            .env("HTTPS_PROXY", NO_NETWORK_PROXY)
+            .env("ALL_PROXY", NO_NETWORK_PROXY)
+            .env("http_proxy", NO_NETWORK_PROXY)
+            .env("https_proxy", NO_NETWORK_PROXY)
             .env("NO_PROXY", "")
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -187,10 +193,14 @@ impl Invocation<'_> {
             .recv_timeout(Duration::from_secs(5))
             .unwrap_or_default();
         if !status.success() {
+            let mut stderr = tail(&stderr);
+            if stderr.contains(NO_NETWORK_PROXY.trim_start_matches("http://")) {
+                stderr.push_str(NO_NETWORK_HINT);
+            }
             return Err(RenderError::ToolFailed {
                 command,
                 status: describe(status),
-                stderr: tail(&stderr),
+                stderr,
             });
         }
         let stdout = stdout.map_err(|source| RenderError::Io {

@@ -197,6 +197,7 @@ fn a_kustomization_with_a_remote_base_fails_without_network_naming_it() {
     );
     assert!(text.contains("kustomize"), "{text}");
     assert!(text.contains("github.invalid"), "{text}");
+    assert!(text.contains("renderers get no network"), "{text}");
 }
 
 #[test]
