@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use headway_controller::crd::{GitSync, GitSyncStatus};
 use headway_controller::{Leadership, Options};
+use headway_tests::git::Upstream;
 use headway_tests::{TestCluster, TestNamespace, wait_for};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
@@ -252,6 +253,43 @@ pub fn configmap_yaml(name: &str, value: &str) -> String {
     format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n"
     )
+}
+
+/// A repository of `n` ConfigMaps `c0000`, `c0001`, ... under `cm/`, each one's value its
+/// number, committed; with the commit.
+pub fn numbered_configmaps(n: usize) -> (Upstream, String) {
+    let upstream = Upstream::new();
+    for i in 0..n {
+        upstream.write(
+            &format!("cm/c{i:04}.yaml"),
+            &configmap_yaml(&format!("c{i:04}"), &i.to_string()),
+        );
+    }
+    let head = upstream.commit("many");
+    (upstream, head)
+}
+
+/// Waits until a number within `under_way` of the ConfigMaps `owned` selects exist (an apply
+/// under way, not finished); returns that number.
+pub async fn wait_partly_applied(
+    what: &str,
+    configmaps: &Api<ConfigMap>,
+    owned: &ListParams,
+    under_way: std::ops::Range<usize>,
+    within: Duration,
+) -> anyhow::Result<usize> {
+    wait_for(what, within, || {
+        let (configmaps, owned, under_way) = (configmaps.clone(), owned.clone(), under_way.clone());
+        async move {
+            let n = configmaps.list_metadata(&owned).await?.items.len();
+            Ok(if under_way.contains(&n) {
+                Ok(n)
+            } else {
+                Err(format!("{n} applied"))
+            })
+        }
+    })
+    .await
 }
 
 /// A Deployment manifest (kwok makes its pods ready).
