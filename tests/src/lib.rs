@@ -12,6 +12,7 @@ pub mod faults;
 pub mod git;
 pub mod identity;
 pub mod process;
+pub mod sops;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -70,28 +70,6 @@ fn cluster_admin_binding(name: &str, ns: &str) -> String {
     )
 }
 
-/// Waits until the GitSync failed at `sha` with `reason`; returns the Ready message.
-async fn wait_failed(
-    ns: &TestNamespace,
-    name: &str,
-    sha: &str,
-    reason: &str,
-) -> anyhow::Result<String> {
-    let revision = format!("main@sha1:{sha}");
-    let obj = wait_status(
-        ns,
-        name,
-        &format!("Ready=False/{reason} at {revision}"),
-        Duration::from_secs(90),
-        |_, s| {
-            s.last_attempted_revision.as_deref() == Some(revision.as_str())
-                && condition(s, "Ready").is_some_and(|(st, r, _)| st == "False" && r == reason)
-        },
-    )
-    .await?;
-    Ok(condition(obj.status.as_ref().unwrap(), "Ready").unwrap().2)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_service_account_confines_a_sync_to_what_it_may_do() -> anyhow::Result<()> {
     let Some(cluster) = headway_tests::cluster().await else {

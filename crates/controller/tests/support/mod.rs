@@ -248,6 +248,28 @@ pub async fn events_of(
         .collect())
 }
 
+/// Waits until the GitSync failed at `sha` with `reason`; returns the Ready message.
+pub async fn wait_failed(
+    ns: &TestNamespace,
+    name: &str,
+    sha: &str,
+    reason: &str,
+) -> anyhow::Result<String> {
+    let revision = format!("main@sha1:{sha}");
+    let obj = wait_status(
+        ns,
+        name,
+        &format!("Ready=False/{reason} at {revision}"),
+        Duration::from_secs(90),
+        |_, s| {
+            s.last_attempted_revision.as_deref() == Some(revision.as_str())
+                && condition(s, "Ready").is_some_and(|(st, r, _)| st == "False" && r == reason)
+        },
+    )
+    .await?;
+    Ok(condition(obj.status.as_ref().unwrap(), "Ready").unwrap().2)
+}
+
 /// A ConfigMap manifest.
 pub fn configmap_yaml(name: &str, value: &str) -> String {
     format!(
