@@ -22,7 +22,7 @@ use headway_tests::git::{Upstream, git_daemon};
 use headway_tests::sops::{encrypt, keygen};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use support::*;
 
@@ -83,17 +83,21 @@ async fn sops_files_sync_decrypted_and_their_plaintext_leaks_nowhere() -> anyhow
     let work = tempfile::tempdir()?;
     let (key, recipient) = keygen(work.path(), "key.txt");
     let (wrong_key, _) = keygen(work.path(), "wrong.txt");
-    let keys_secret = |text: &str| -> Secret {
-        serde_json::from_value(json!({
-            "metadata": {"name": "sops-keys"},
-            "data": {"identity.agekey": ByteString(text.as_bytes().to_vec())},
-        }))
-        .unwrap()
-    };
     let secrets: Api<Secret> = ns.api();
-    secrets
-        .create(&PostParams::default(), &keys_secret(&key))
-        .await?;
+    // The age key the controller decrypts with: the Secret `sops-keys`, created or replaced.
+    let use_key = async |text: &str| {
+        secrets
+            .patch(
+                "sops-keys",
+                &PatchParams::apply("headway-tests").force(),
+                &Patch::Apply(json!({
+                    "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sops-keys"},
+                    "data": {"identity.agekey": ByteString(text.as_bytes().to_vec())},
+                })),
+            )
+            .await
+    };
+    use_key(&key).await?;
 
     let secret_plain = format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ntype: Opaque\nstringData:\n  password: {SECRET_VALUE}\n"
@@ -161,16 +165,7 @@ async fn sops_files_sync_decrypted_and_their_plaintext_leaks_nowhere() -> anyhow
     assert!(configmap_data(&client, &ns.name, "keep").await?.is_some());
 
     // The wrong key: the file is restored, but no key opens it.
-    secrets
-        .patch(
-            "sops-keys",
-            &PatchParams::apply("headway-tests").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sops-keys"},
-                "data": {"identity.agekey": ByteString(wrong_key.as_bytes().to_vec())},
-            })),
-        )
-        .await?;
+    use_key(&wrong_key).await?;
     upstream.write("app/secret.yaml", &secret_enc);
     let wrong = upstream.commit("restored, wrong key");
     let message = wait_failed(&ns, "site", &wrong, "RenderFailed").await?;
@@ -183,16 +178,7 @@ async fn sops_files_sync_decrypted_and_their_plaintext_leaks_nowhere() -> anyhow
     );
 
     // The right key again: synced, keep.yaml pruned now that the render is complete.
-    secrets
-        .patch(
-            "sops-keys",
-            &PatchParams::apply("headway-tests").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sops-keys"},
-                "data": {"identity.agekey": ByteString(key.as_bytes().to_vec())},
-            })),
-        )
-        .await?;
+    use_key(&key).await?;
     upstream.write("app/touch.txt", "retry\n");
     let fixed = upstream.commit("right key");
     wait_ready_at(&ns, "site", &fixed, Duration::from_secs(90)).await?;

@@ -297,28 +297,11 @@ fn the_tenant_example_is_a_namespace_an_account_a_role_and_a_confined_gitsync() 
 
 /// `helm template` of the chart for release `release` in `namespace` with `sets`.
 fn chart_objects(release: &str, namespace: &str, sets: &[&str]) -> Vec<serde_json::Value> {
-    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/headway");
-    let mut cmd = std::process::Command::new("helm");
-    cmd.args(["template", release, "--namespace", namespace])
-        .arg(&chart)
-        .env(
-            "HELM_CACHE_HOME",
-            std::env::temp_dir().join("headway-helm-cache"),
-        )
-        .env(
-            "HELM_CONFIG_HOME",
-            std::env::temp_dir().join("headway-helm-config"),
-        );
+    let mut args = vec!["template", release, "--namespace", namespace];
     for s in sets {
-        cmd.args(["--set", s]);
+        args.extend(["--set", s]);
     }
-    let out = cmd.output().expect("helm on PATH");
-    assert!(
-        out.status.success(),
-        "helm template failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    headway_render::parse_manifests(&String::from_utf8_lossy(&out.stdout), "chart")
+    headway_render::parse_manifests(&chart_helm(&args), "chart")
         .expect("the chart renders")
         .into_iter()
         .map(|m| m.object)

@@ -270,6 +270,40 @@ pub async fn wait_failed(
     Ok(condition(obj.status.as_ref().unwrap(), "Ready").unwrap().2)
 }
 
+/// `helm ARGS charts/headway`: its standard output; the test fails when helm does.
+pub fn chart_helm(args: &[&str]) -> String {
+    match chart_helm_result(args) {
+        Ok(text) => text,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `helm ARGS charts/headway`: its standard output, or what it said when it failed.
+pub fn chart_helm_result(args: &[&str]) -> Result<String, String> {
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/headway");
+    let out = std::process::Command::new("helm")
+        .args(args)
+        .arg(&chart)
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("headway-helm-cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("headway-helm-config"),
+        )
+        .output()
+        .expect("helm on PATH (eval \"$(cargo xtask cluster env)\")");
+    if !out.status.success() {
+        return Err(format!(
+            "helm {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// A ConfigMap manifest.
 pub fn configmap_yaml(name: &str, value: &str) -> String {
     format!(
