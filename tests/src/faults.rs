@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::TestCluster;
-use crate::process::Guarded;
+use crate::process::{Guarded, alive};
 
 /// The environment variable that enables the fault tests.
 pub const FAULT_TESTS_ENV: &str = "HEADWAY_FAULT_TESTS";
@@ -155,17 +155,6 @@ impl Stopped {
     pub fn log(&self) -> &Path {
         &self.log
     }
-}
-
-/// Whether `pid` runs (and is not a zombie).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().to_string())
-        })
-        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
 }
 
 /// The figures of one fault scenario, printed as one line the reliability table is made from.

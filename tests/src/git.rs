@@ -376,6 +376,26 @@ pub fn keygen(dir: &Path, name: &str) -> KeyPair {
     }
 }
 
+/// known_hosts `lines` (one `host key` each) hashed by the real `ssh-keygen -H` in
+/// `dir/known_hosts` (as Debian's ssh writes them), read back.
+pub fn hash_known_hosts(dir: &Path, lines: &str) -> String {
+    let file = dir.join("known_hosts");
+    fs::write(&file, lines).unwrap();
+    let out = Command::new(require("ssh-keygen"))
+        .arg("-H")
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh-keygen -H: {out:?}");
+    let hashed = fs::read_to_string(&file).unwrap();
+    assert!(
+        hashed.lines().all(|l| l.starts_with("|1|")),
+        "not hashed: {hashed}"
+    );
+    hashed
+}
+
 /// sshd as the current user on a free port with its own config, host key and authorized key.
 pub struct Ssh {
     pub server: Server,

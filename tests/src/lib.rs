@@ -13,6 +13,7 @@ pub mod git;
 pub mod identity;
 pub mod process;
 pub mod public_sources;
+pub mod sops;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

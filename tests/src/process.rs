@@ -115,22 +115,22 @@ impl Drop for Guarded {
     }
 }
 
+/// Whether `pid` runs: a zombie (exited, not yet reaped) or dead process does not.
+pub(crate) fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
     use std::time::{Duration, Instant};
-
-    fn alive(pid: u32) -> bool {
-        // A zombie (exited, not yet reaped by its new parent) is not running.
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(')')
-                    .map(|(_, rest)| rest.trim_start().to_string())
-            })
-            .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
-    }
 
     fn wait_gone(pids: &[u32]) -> Vec<u32> {
         let deadline = Instant::now() + Duration::from_secs(10);

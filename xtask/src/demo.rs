@@ -129,19 +129,23 @@ fn story(cluster: &Cluster, dir: &Path) -> anyhow::Result<()> {
     println!(
         "demo: helm install {RELEASE} charts/headway -n {NAMESPACE} --set repository.url={url} --set repository.path=clusters/demo"
     );
+    // A field of the chart's Deployment, by JSONPath.
+    let deployment = |jsonpath: &str| {
+        tools.kubectl(&[
+            "get",
+            "deploy",
+            RELEASE,
+            "-n",
+            NAMESPACE,
+            "-o",
+            &format!("jsonpath={jsonpath}"),
+        ])
+    };
     tools.wait(
         "the chart's Deployment (pods simulated by kwok)",
         Duration::from_secs(120),
         || {
-            let state = tools.kubectl(&[
-                "get",
-                "deploy",
-                RELEASE,
-                "-n",
-                NAMESPACE,
-                "-o",
-                "jsonpath={.status.availableReplicas}/{.spec.replicas}",
-            ])?;
+            let state = deployment("{.status.availableReplicas}/{.spec.replicas}")?;
             let (available, wanted) = state.split_once('/').unwrap_or_default();
             Ok((!wanted.is_empty() && available == wanted).then_some(()))
         },
@@ -151,15 +155,7 @@ fn story(cluster: &Cluster, dir: &Path) -> anyhow::Result<()> {
     let kubeconfig = dir.join("chart-identity.kubeconfig");
     chart_identity(paths.kubeconfig().as_path(), &kubeconfig)?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let args = tools.kubectl(&[
-        "get",
-        "deploy",
-        RELEASE,
-        "-n",
-        NAMESPACE,
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].args}",
-    ])?;
+    let args = deployment("{.spec.template.spec.containers[0].args}")?;
     let args: Vec<String> = serde_json::from_str(&args).context("the Deployment's args")?;
     let args: Vec<String> = args
         .into_iter()

@@ -3,7 +3,7 @@
 //! body limit) before anything parses it; no configured secret means every delivery is refused.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -45,6 +45,16 @@ impl WebhookState {
             secrets: Mutex::new(HashMap::new()),
         }
     }
+}
+
+/// The burst control, locked.
+fn coalescer(state: &AppState) -> MutexGuard<'_, Coalescer<SyncKey>> {
+    state
+        .inner
+        .webhooks
+        .coalescer
+        .lock()
+        .expect("coalescer lock")
 }
 
 /// One GitSync a push concerned.
@@ -162,13 +172,7 @@ async fn request(state: &AppState, key: &SyncKey) -> Result<String, String> {
         .sync_now(&key.namespace, &key.name)
         .await
         .map_err(|e| e.to_string())?;
-    state
-        .inner
-        .webhooks
-        .coalescer
-        .lock()
-        .expect("coalescer lock")
-        .sent(key, id.clone());
+    coalescer(state).sent(key, id.clone());
     Ok(id)
 }
 
@@ -177,14 +181,8 @@ fn schedule(state: &AppState, key: SyncKey, delay: Duration) {
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
         let go = {
-            let mut c = state
-                .inner
-                .webhooks
-                .coalescer
-                .lock()
-                .expect("coalescer lock");
             let s = &state;
-            c.fire(&key, Instant::now(), &|v| picked_up(s, &key, v))
+            coalescer(s).fire(&key, Instant::now(), &|v| picked_up(s, &key, v))
         };
         if go {
             match request(&state, &key).await {
@@ -318,12 +316,7 @@ pub async fn receive(
     let mut triggered = Vec::new();
     for key in matched {
         let decision = {
-            let mut c = state
-                .inner
-                .webhooks
-                .coalescer
-                .lock()
-                .expect("coalescer lock");
+            let mut c = coalescer(&state);
             c.sweep(Instant::now());
             c.decide(&key, Instant::now(), &|v| picked_up(&state, &key, v))
         };

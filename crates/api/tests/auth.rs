@@ -12,7 +12,7 @@ use headway_controller::crd::{ANNOTATION_REBUILD_REQUESTED, ANNOTATION_SYNC_REQU
 use headway_controller::progress::{ProgressEvent, ProgressKind, RunKind, Stage};
 use headway_controller::view::SyncKey;
 use serde_json::json;
-use support::{annotation, create_sync, request, serve, wait_cached};
+use support::{annotations, request, serve_cached};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn token_of(ns: &headway_tests::TestNamespace, sa: &str) -> String {
@@ -24,23 +24,20 @@ async fn requests_need_a_token_and_the_patch_right() {
     let Some(cluster) = headway_tests::cluster().await else {
         return;
     };
-    support::install_crd(&cluster.client).await.unwrap();
-    let ns = cluster.namespace("api-auth").await.unwrap();
-    for name in ["web", "db"] {
-        create_sync(
-            &ns,
+    let syncs = ["web", "db"].map(|name| {
+        (
             name,
             json!({"repository": {"url": format!("https://git.example.com/team/{name}.git")}}),
         )
+    });
+    let ns = support::namespace(&cluster, "api-auth", &syncs)
         .await
         .unwrap();
-    }
-    let server = serve(&cluster.client, &ns.name, Config::default())
+    let server = serve_cached(&cluster.client, &ns, Config::default(), &["web", "db"])
         .await
         .unwrap();
-    wait_cached(&server, &ns.name, &["web", "db"])
-        .await
-        .unwrap();
+    // The sync and the rebuild requests of `web` and `db`.
+    let requested = async |key| annotations(&ns, key, &["web", "db"]).await.unwrap();
 
     let nobody = token_of(&ns, "nobody").await;
     let allowed = token_of(&ns, "operator").await;
@@ -79,20 +76,8 @@ async fn requests_need_a_token_and_the_patch_right() {
             .unwrap();
         assert_eq!(answer.status, expected, "{what}: rebuild: {answer:?}");
     }
-    for name in ["web", "db"] {
-        assert_eq!(
-            annotation(&ns, name, ANNOTATION_SYNC_REQUESTED)
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            annotation(&ns, name, ANNOTATION_REBUILD_REQUESTED)
-                .await
-                .unwrap(),
-            None
-        );
-    }
+    assert_eq!(requested(ANNOTATION_SYNC_REQUESTED).await, [None, None]);
+    assert_eq!(requested(ANNOTATION_REBUILD_REQUESTED).await, [None, None]);
 
     let auth = format!("Bearer {allowed}");
     let headers = [("Authorization", auth.as_str())];
@@ -104,18 +89,7 @@ async fn requests_need_a_token_and_the_patch_right() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(
-        annotation(&ns, "web", ANNOTATION_SYNC_REQUESTED)
-            .await
-            .unwrap(),
-        Some(id)
-    );
-    assert_eq!(
-        annotation(&ns, "db", ANNOTATION_SYNC_REQUESTED)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(requested(ANNOTATION_SYNC_REQUESTED).await, [Some(id), None]);
 
     let body = format!(r#"{{"syncs":["{}/db"]}}"#, ns.name);
     let answer = request(
@@ -133,16 +107,8 @@ async fn requests_need_a_token_and_the_patch_right() {
     assert_eq!(v["requests"][0]["kind"], "rebuild");
     let id = v["requests"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(
-        annotation(&ns, "db", ANNOTATION_REBUILD_REQUESTED)
-            .await
-            .unwrap(),
-        Some(id)
-    );
-    assert_eq!(
-        annotation(&ns, "web", ANNOTATION_REBUILD_REQUESTED)
-            .await
-            .unwrap(),
-        None
+        requested(ANNOTATION_REBUILD_REQUESTED).await,
+        [None, Some(id)]
     );
 
     let answer = request(server.address, "POST", "/api/v1/rebuild", &headers, all)
@@ -154,12 +120,7 @@ async fn requests_need_a_token_and_the_patch_right() {
         2,
         "{answer:?}"
     );
-    assert!(
-        annotation(&ns, "web", ANNOTATION_REBUILD_REQUESTED)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(requested(ANNOTATION_REBUILD_REQUESTED).await[0].is_some());
 
     // Bad bodies and unknown names: nothing requested.
     for (body, status) in [
@@ -195,15 +156,13 @@ async fn status_probes_metrics_and_events() {
     let Some(cluster) = headway_tests::cluster().await else {
         return;
     };
-    support::install_crd(&cluster.client).await.unwrap();
-    let ns = cluster.namespace("api-read").await.unwrap();
-    create_sync(&ns, "web", json!({"repository": {"url": "https://git.example.com/team/web.git", "ref": {"tag": "v1"}}}))
+    let web = json!({"repository": {"url": "https://git.example.com/team/web.git", "ref": {"tag": "v1"}}});
+    let ns = support::namespace(&cluster, "api-read", &[("web", web)])
         .await
         .unwrap();
-    let server = serve(&cluster.client, &ns.name, Config::default())
+    let server = serve_cached(&cluster.client, &ns, Config::default(), &["web"])
         .await
         .unwrap();
-    wait_cached(&server, &ns.name, &["web"]).await.unwrap();
 
     let answer = request(server.address, "GET", "/api/v1/syncs", &[], b"")
         .await

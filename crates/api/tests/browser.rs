@@ -42,8 +42,9 @@ async fn rebuild_everything_from_the_page() {
     if !headway_tests::git::enabled("rebuild_everything_from_the_page") {
         return;
     }
-    support::install_crd(&cluster.client).await.unwrap();
-    let ns = cluster.namespace("api-browser").await.unwrap();
+    let ns = support::namespace(&cluster, "api-browser", &[])
+        .await
+        .unwrap();
 
     // A repository of 200 ConfigMaps in the test namespace.
     let upstream = Upstream::new();

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use support::{create_sync, request, serve, sync_requests, wait_cached};
+use support::{annotations, request, serve_cached};
 
 const SECRET: &str = "global-webhook-secret";
 
@@ -82,15 +82,59 @@ async fn post(
     .unwrap()
 }
 
+/// Posts `body` as `provider` would, signed with `secret`.
+async fn post_signed(
+    server: &support::Server,
+    provider: &str,
+    event: &str,
+    secret: &str,
+    body: &[u8],
+) -> support::Answer {
+    post(
+        server,
+        provider,
+        &signed(provider, event, secret, body),
+        body,
+    )
+    .await
+}
+
 /// Names whose sync-request annotation is set.
 async fn requested(ns: &headway_tests::TestNamespace, names: &[&str]) -> BTreeSet<String> {
-    sync_requests(ns, names)
+    let values = annotations(ns, ANNOTATION_SYNC_REQUESTED, names)
         .await
-        .unwrap()
-        .into_iter()
+        .unwrap();
+    names
+        .iter()
+        .zip(values)
         .filter(|(_, v)| v.is_some())
-        .map(|(n, _)| n)
+        .map(|(n, _)| n.to_string())
         .collect()
+}
+
+/// The global webhook secret, [`SECRET`], and nothing else.
+fn with_secret() -> Config {
+    Config {
+        webhook_secret: Some(SECRET.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+/// The namespace of `test` with one GitSync `app` of `https://git.example.com/team/app.git`,
+/// and the API over it with `config`.
+async fn one_app(
+    cluster: &headway_tests::TestCluster,
+    test: &str,
+    config: Config,
+) -> (headway_tests::TestNamespace, support::Server) {
+    let app = json!({"repository": {"url": "https://git.example.com/team/app.git"}});
+    let ns = support::namespace(cluster, test, &[("app", app)])
+        .await
+        .unwrap();
+    let server = serve_cached(&cluster.client, &ns, config, &["app"])
+        .await
+        .unwrap();
+    (ns, server)
 }
 
 fn set(names: &[&str]) -> BTreeSet<String> {
@@ -102,8 +146,6 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
     let Some(cluster) = headway_tests::cluster().await else {
         return;
     };
-    support::install_crd(&cluster.client).await.unwrap();
-    let ns = cluster.namespace("api-webhooks").await.unwrap();
     let syncs = [
         // GitHub's example repository, followed by tag, in its ssh and https forms.
         (
@@ -143,9 +185,9 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
             json!({"repository": {"url": "https://git.example.com/own/repo.git"}, "webhook": {"secretRef": {"name": "own-hook"}}}),
         ),
     ];
-    for (name, spec) in &syncs {
-        create_sync(&ns, name, spec.clone()).await.unwrap();
-    }
+    let ns = support::namespace(&cluster, "api-webhooks", &syncs)
+        .await
+        .unwrap();
     let secret: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "own-hook"}, "stringData": {"token": "own-secret"},
@@ -156,12 +198,9 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
         .await
         .unwrap();
     let names: Vec<&str> = syncs.iter().map(|(n, _)| *n).collect();
-    let config = Config {
-        webhook_secret: Some(SECRET.as_bytes().to_vec()),
-        ..Default::default()
-    };
-    let server = serve(&cluster.client, &ns.name, config).await.unwrap();
-    wait_cached(&server, &ns.name, &names).await.unwrap();
+    let server = serve_cached(&cluster.client, &ns, with_secret(), &names)
+        .await
+        .unwrap();
 
     // Refused: nothing requested.
     let github = fixture("github-push.json");
@@ -210,13 +249,7 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
     );
 
     // Ping: 200, nothing requested.
-    let answer = post(
-        &server,
-        "github",
-        &signed("github", "ping", SECRET, b"{\"zen\":\"x\"}"),
-        b"{\"zen\":\"x\"}",
-    )
-    .await;
+    let answer = post_signed(&server, "github", "ping", SECRET, b"{\"zen\":\"x\"}").await;
     assert_eq!(
         (answer.status, answer.json()["result"].as_str()),
         (200, Some("pong")),
@@ -226,13 +259,7 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
     // Unknown repository: 202 "no match", nothing requested.
     let body =
         br#"{"repository":"https://git.example.com/nobody/nothing.git","ref":"refs/heads/main"}"#;
-    let answer = post(
-        &server,
-        "generic",
-        &signed("generic", "", SECRET, body),
-        body,
-    )
-    .await;
+    let answer = post_signed(&server, "generic", "", SECRET, body).await;
     assert_eq!(
         (answer.status, answer.json()["result"].as_str()),
         (202, Some("no match")),
@@ -240,13 +267,7 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
     );
     // Signed with the global secret, but the GitSync of that repository has its own: no match.
     let body = br#"{"repository":"https://git.example.com/own/repo","ref":"refs/heads/main"}"#;
-    let answer = post(
-        &server,
-        "generic",
-        &signed("generic", "", SECRET, body),
-        body,
-    )
-    .await;
+    let answer = post_signed(&server, "generic", "", SECRET, body).await;
     assert_eq!(
         (answer.status, answer.json()["result"].as_str()),
         (202, Some("no match")),
@@ -288,13 +309,7 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
         ),
     ] {
         let body = fixture(file);
-        let answer = post(
-            &server,
-            provider,
-            &signed(provider, event, secret, &body),
-            &body,
-        )
-        .await;
+        let answer = post_signed(&server, provider, event, secret, &body).await;
         assert_eq!(answer.status, 202, "{provider}: {answer:?}");
         let got: BTreeSet<String> = answer.json()["syncs"]
             .as_array()
@@ -335,13 +350,7 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
 
     // A per-GitSync secret: only deliveries signed with it.
     let body = br#"{"repository":"https://git.example.com/own/repo","ref":"refs/heads/main"}"#;
-    let answer = post(
-        &server,
-        "generic",
-        &signed("generic", "", "own-secret", body),
-        body,
-    )
-    .await;
+    let answer = post_signed(&server, "generic", "", "own-secret", body).await;
     assert_eq!(answer.status, 202, "{answer:?}");
     expected.insert("own".into());
     assert_eq!(requested(&ns, &names).await, expected);
@@ -349,13 +358,7 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
     // Forgejo's headers; the gitea GitSync was requested already, so the new push is deferred
     // or coalesced, never a second immediate request.
     let body = fixture("gitea-push.json");
-    let answer = post(
-        &server,
-        "forgejo",
-        &signed("forgejo", "push", SECRET, &body),
-        &body,
-    )
-    .await;
+    let answer = post_signed(&server, "forgejo", "push", SECRET, &body).await;
     assert_eq!(answer.status, 202, "{answer:?}");
     assert_ne!(
         answer.json()["syncs"][0]["outcome"],
@@ -366,13 +369,7 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
     // Under the limit, though larger than other endpoints accept: read.
     let mut padded = br#"{"repository":"https://git.example.com/nobody/nothing.git"}"#.to_vec();
     padded.extend(std::iter::repeat_n(b' ', 512 * 1024));
-    let answer = post(
-        &server,
-        "generic",
-        &signed("generic", "", SECRET, &padded),
-        &padded,
-    )
-    .await;
+    let answer = post_signed(&server, "generic", "", SECRET, &padded).await;
     assert_eq!(
         (answer.status, answer.json()["result"].as_str()),
         (202, Some("no match")),
@@ -380,13 +377,7 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
     );
     // Over the body limit: refused before anything else.
     let big = vec![b' '; headway_api::DEFAULT_BODY_LIMIT + 1];
-    let answer = post(
-        &server,
-        "github",
-        &signed("github", "push", SECRET, &big),
-        &big,
-    )
-    .await;
+    let answer = post_signed(&server, "github", "push", SECRET, &big).await;
     assert_eq!(answer.status, 413, "{answer:?}");
     assert!(!expected.contains("other") && !expected.contains("hello-branch"));
     assert_eq!(requested(&ns, &names).await, expected);
@@ -411,21 +402,7 @@ async fn a_burst_of_100_pushes_within_a_second_makes_at_most_two_requests() {
     let Some(cluster) = headway_tests::cluster().await else {
         return;
     };
-    support::install_crd(&cluster.client).await.unwrap();
-    let ns = cluster.namespace("api-webhook-burst").await.unwrap();
-    create_sync(
-        &ns,
-        "app",
-        json!({"repository": {"url": "https://git.example.com/team/app.git"}}),
-    )
-    .await
-    .unwrap();
-    let config = Config {
-        webhook_secret: Some(SECRET.as_bytes().to_vec()),
-        ..Default::default()
-    };
-    let server = serve(&cluster.client, &ns.name, config).await.unwrap();
-    wait_cached(&server, &ns.name, &["app"]).await.unwrap();
+    let (ns, server) = one_app(&cluster, "api-webhook-burst", with_secret()).await;
 
     // Every value the request annotation takes, as seen by a watch.
     let api = ns.api::<GitSync>();
@@ -473,28 +450,10 @@ async fn without_any_secret_every_delivery_is_refused() {
     let Some(cluster) = headway_tests::cluster().await else {
         return;
     };
-    support::install_crd(&cluster.client).await.unwrap();
-    let ns = cluster.namespace("api-webhook-nosecret").await.unwrap();
-    create_sync(
-        &ns,
-        "app",
-        json!({"repository": {"url": "https://git.example.com/team/app.git"}}),
-    )
-    .await
-    .unwrap();
-    let server = serve(&cluster.client, &ns.name, Config::default())
-        .await
-        .unwrap();
-    wait_cached(&server, &ns.name, &["app"]).await.unwrap();
+    let (ns, server) = one_app(&cluster, "api-webhook-nosecret", Config::default()).await;
     let body = br#"{"repository":"https://git.example.com/team/app.git"}"#;
     for secret in ["", "anything"] {
-        let answer = post(
-            &server,
-            "generic",
-            &signed("generic", "", secret, body),
-            body,
-        )
-        .await;
+        let answer = post_signed(&server, "generic", "", secret, body).await;
         assert_eq!(answer.status, 401, "{answer:?}");
         assert!(
             answer.body.contains("no webhook secret is configured"),

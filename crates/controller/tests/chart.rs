@@ -7,47 +7,12 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use headway_controller::crd::GitSync;
 use headway_tests::git::{Upstream, git_daemon};
 use kube::api::{Api, Patch, PatchParams};
 use support::*;
-
-fn helm(args: &[&str]) -> String {
-    match helm_result(args) {
-        Ok(text) => text,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-/// `helm ARGS charts/headway`: its standard output, or what it said when it failed.
-fn helm_result(args: &[&str]) -> Result<String, String> {
-    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/headway");
-    let out = Command::new("helm")
-        .args(args)
-        .arg(&chart)
-        .env(
-            "HELM_CACHE_HOME",
-            std::env::temp_dir().join("headway-helm-cache"),
-        )
-        .env(
-            "HELM_CONFIG_HOME",
-            std::env::temp_dir().join("headway-helm-config"),
-        )
-        .output()
-        .expect("helm on PATH (eval \"$(cargo xtask cluster env)\")");
-    if !out.status.success() {
-        return Err(format!(
-            "helm {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_chart_renders_a_controller_and_a_gitsync_that_syncs() -> anyhow::Result<()> {
@@ -57,7 +22,7 @@ async fn the_chart_renders_a_controller_and_a_gitsync_that_syncs() -> anyhow::Re
     if !git_enabled("the_chart_renders_a_controller_and_a_gitsync_that_syncs") {
         return Ok(());
     }
-    helm(&["lint"]);
+    chart_helm(&["lint"]);
     install_crd(&cluster.client).await?;
     let ns = cluster.namespace("ctl-chart").await?;
     let _janitor = Janitor::new(&cluster, &ns);
@@ -68,11 +33,11 @@ async fn the_chart_renders_a_controller_and_a_gitsync_that_syncs() -> anyhow::Re
     let (_daemon, url) = git_daemon(&upstream);
 
     // Without a URL: no GitSync.
-    let text = helm(&["template", "hw", "--namespace", &ns.name]);
+    let text = chart_helm(&["template", "hw", "--namespace", &ns.name]);
     let manifests = headway_render::parse_manifests(&text, "chart")?;
     assert!(manifests.iter().all(|m| m.id.kind != "GitSync"));
 
-    let text = helm(&[
+    let text = chart_helm(&[
         "template",
         "hw",
         "--namespace",
@@ -113,7 +78,7 @@ async fn the_chart_renders_a_controller_and_a_gitsync_that_syncs() -> anyhow::Re
     // uninstall` does) leaves what it applied unless `sync.deletionPolicy=Prune` says otherwise.
     let gitsync = manifests.iter().find(|m| m.id.kind == "GitSync").unwrap();
     assert_eq!(gitsync.object["spec"]["deletionPolicy"], "Orphan");
-    let pruning = helm(&[
+    let pruning = chart_helm(&[
         "template",
         "hw",
         "--set",
@@ -172,7 +137,7 @@ fn the_chart_grants_impersonation_only_when_tenancy_needs_it() {
     if !tools_enabled() {
         return;
     }
-    let default = helm(&["template", "hw", "--namespace", "hw"]);
+    let default = chart_helm(&["template", "hw", "--namespace", "hw"]);
     assert!(
         impersonate_rule(&default).is_none(),
         "no impersonation by default"
@@ -180,7 +145,7 @@ fn the_chart_grants_impersonation_only_when_tenancy_needs_it() {
     assert!(!default.contains("--default-service-account"));
     assert!(!default.contains("--no-cross-namespace-refs"));
 
-    let locked = helm(&[
+    let locked = chart_helm(&[
         "template",
         "hw",
         "--namespace",
@@ -202,7 +167,7 @@ fn the_chart_grants_impersonation_only_when_tenancy_needs_it() {
     assert_eq!(rule["verbs"], serde_json::json!(["impersonate"]));
     assert!(!locked.contains("cluster-admin"), "{locked}");
 
-    let explicit = helm(&[
+    let explicit = chart_helm(&[
         "template",
         "hw",
         "--namespace",
@@ -221,7 +186,7 @@ fn render(sets: &[&str]) -> Vec<serde_json::Value> {
     for s in sets {
         args.extend(["--set", s]);
     }
-    let text = helm(&args);
+    let text = chart_helm(&args);
     headway_render::parse_manifests(&text, "chart")
         .expect("the chart renders")
         .into_iter()
@@ -269,7 +234,7 @@ fn the_chart_defaults_two_replicas_a_budget_labels_and_a_locked_down_pod() {
     if !tools_enabled() {
         return;
     }
-    helm(&["lint", "--strict"]);
+    chart_helm(&["lint", "--strict"]);
     let objects = render(&[]);
     assert_eq!(
         kinds(&objects),
@@ -618,7 +583,7 @@ fn the_chart_refuses_values_its_schema_does_not_allow() {
             } else {
                 &["lint", "--set", set]
             };
-            let error = helm_result(args).expect_err(set);
+            let error = chart_helm_result(args).expect_err(set);
             assert!(error.contains(expected), "{command} --set {set}: {error}");
         }
     }

@@ -10,8 +10,6 @@
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,51 +19,15 @@ use headway_decrypt::{Keys, SopsDecryptor};
 use headway_model::{RenderedSet, SyncOwner};
 use headway_render::{RenderOptions, RenderType};
 use headway_tests::git::{Upstream, git_daemon};
+use headway_tests::sops::{encrypt, keygen};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use support::*;
 
 const SECRET_VALUE: &str = "db-Passw0rd-plaintext-31f7";
 const CONFIG_VALUE: &str = "https://internal-plaintext-8c2d.example";
-
-fn tool(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("running a tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn keygen(dir: &Path, name: &str) -> (String, String) {
-    let file = dir.join(name);
-    run(Command::new("age-keygen").arg("-o").arg(&file));
-    let recipient = run(Command::new("age-keygen").arg("-y").arg(&file));
-    (
-        std::fs::read_to_string(&file).unwrap(),
-        recipient.trim().to_string(),
-    )
-}
-
-fn encrypt(dir: &Path, name: &str, plain: &str, recipient: &str, regex: &str) -> String {
-    let file = dir.join(name);
-    std::fs::write(&file, plain).unwrap();
-    run(Command::new("sops")
-        .current_dir(dir)
-        .args(["--encrypt", "--age", recipient, "--encrypted-regex", regex])
-        .arg(&file))
-}
 
 /// Log lines of this test process, captured from the in-process controller.
 #[derive(Clone, Default)]
@@ -100,14 +62,10 @@ async fn sops_files_sync_decrypted_and_their_plaintext_leaks_nowhere() -> anyhow
     if !git_enabled("sops_files_sync_decrypted_and_their_plaintext_leaks_nowhere") {
         return Ok(());
     }
-    if std::env::var_os("HEADWAY_TOOL_TESTS").is_none_or(|v| v != "1") {
-        eprintln!("skipping: HEADWAY_TOOL_TESTS=1 and sops, age-keygen on PATH are needed");
+    if !headway_tests::sops::enabled("sops_files_sync_decrypted_and_their_plaintext_leaks_nowhere")
+    {
         return Ok(());
     }
-    assert!(
-        tool("sops").is_some() && tool("age-keygen").is_some(),
-        "HEADWAY_TOOL_TESTS=1 but sops or age-keygen is not on PATH (cargo xtask cluster build)"
-    );
     let logs = Captured::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
@@ -125,17 +83,21 @@ async fn sops_files_sync_decrypted_and_their_plaintext_leaks_nowhere() -> anyhow
     let work = tempfile::tempdir()?;
     let (key, recipient) = keygen(work.path(), "key.txt");
     let (wrong_key, _) = keygen(work.path(), "wrong.txt");
-    let keys_secret = |text: &str| -> Secret {
-        serde_json::from_value(json!({
-            "metadata": {"name": "sops-keys"},
-            "data": {"identity.agekey": ByteString(text.as_bytes().to_vec())},
-        }))
-        .unwrap()
-    };
     let secrets: Api<Secret> = ns.api();
-    secrets
-        .create(&PostParams::default(), &keys_secret(&key))
-        .await?;
+    // The age key the controller decrypts with: the Secret `sops-keys`, created or replaced.
+    let use_key = async |text: &str| {
+        secrets
+            .patch(
+                "sops-keys",
+                &PatchParams::apply("headway-tests").force(),
+                &Patch::Apply(json!({
+                    "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sops-keys"},
+                    "data": {"identity.agekey": ByteString(text.as_bytes().to_vec())},
+                })),
+            )
+            .await
+    };
+    use_key(&key).await?;
 
     let secret_plain = format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ntype: Opaque\nstringData:\n  password: {SECRET_VALUE}\n"
@@ -148,14 +110,14 @@ async fn sops_files_sync_decrypted_and_their_plaintext_leaks_nowhere() -> anyhow
         "secret.yaml",
         &secret_plain,
         &recipient,
-        "^(data|stringData)$",
+        &["--encrypted-regex", "^(data|stringData)$"],
     );
     let config_enc = encrypt(
         work.path(),
         "config.yaml",
         &config_plain,
         &recipient,
-        "^data$",
+        &["--encrypted-regex", "^data$"],
     );
     no_plaintext("the encrypted files", &format!("{secret_enc}{config_enc}"));
 
@@ -203,16 +165,7 @@ async fn sops_files_sync_decrypted_and_their_plaintext_leaks_nowhere() -> anyhow
     assert!(configmap_data(&client, &ns.name, "keep").await?.is_some());
 
     // The wrong key: the file is restored, but no key opens it.
-    secrets
-        .patch(
-            "sops-keys",
-            &PatchParams::apply("headway-tests").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sops-keys"},
-                "data": {"identity.agekey": ByteString(wrong_key.as_bytes().to_vec())},
-            })),
-        )
-        .await?;
+    use_key(&wrong_key).await?;
     upstream.write("app/secret.yaml", &secret_enc);
     let wrong = upstream.commit("restored, wrong key");
     let message = wait_failed(&ns, "site", &wrong, "RenderFailed").await?;
@@ -225,16 +178,7 @@ async fn sops_files_sync_decrypted_and_their_plaintext_leaks_nowhere() -> anyhow
     );
 
     // The right key again: synced, keep.yaml pruned now that the render is complete.
-    secrets
-        .patch(
-            "sops-keys",
-            &PatchParams::apply("headway-tests").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sops-keys"},
-                "data": {"identity.agekey": ByteString(key.as_bytes().to_vec())},
-            })),
-        )
-        .await?;
+    use_key(&key).await?;
     upstream.write("app/touch.txt", "retry\n");
     let fixed = upstream.commit("right key");
     wait_ready_at(&ns, "site", &fixed, Duration::from_secs(90)).await?;
@@ -288,26 +232,4 @@ async fn sops_files_sync_decrypted_and_their_plaintext_leaks_nowhere() -> anyhow
     assert!(logged.contains("sync"), "logs were captured: {logged}");
     no_plaintext("the controller's logs", &logged);
     Ok(())
-}
-
-/// Waits until the GitSync failed at `sha` with `reason`; returns the Ready message.
-async fn wait_failed(
-    ns: &headway_tests::TestNamespace,
-    name: &str,
-    sha: &str,
-    reason: &str,
-) -> anyhow::Result<String> {
-    let revision = format!("main@sha1:{sha}");
-    let obj = wait_status(
-        ns,
-        name,
-        &format!("Ready=False/{reason} at {revision}"),
-        Duration::from_secs(90),
-        |_, s| {
-            s.last_attempted_revision.as_deref() == Some(revision.as_str())
-                && condition(s, "Ready").is_some_and(|(st, r, _)| st == "False" && r == reason)
-        },
-    )
-    .await?;
-    Ok(condition(obj.status.as_ref().unwrap(), "Ready").unwrap().2)
 }

@@ -70,28 +70,6 @@ fn cluster_admin_binding(name: &str, ns: &str) -> String {
     )
 }
 
-/// Waits until the GitSync failed at `sha` with `reason`; returns the Ready message.
-async fn wait_failed(
-    ns: &TestNamespace,
-    name: &str,
-    sha: &str,
-    reason: &str,
-) -> anyhow::Result<String> {
-    let revision = format!("main@sha1:{sha}");
-    let obj = wait_status(
-        ns,
-        name,
-        &format!("Ready=False/{reason} at {revision}"),
-        Duration::from_secs(90),
-        |_, s| {
-            s.last_attempted_revision.as_deref() == Some(revision.as_str())
-                && condition(s, "Ready").is_some_and(|(st, r, _)| st == "False" && r == reason)
-        },
-    )
-    .await?;
-    Ok(condition(obj.status.as_ref().unwrap(), "Ready").unwrap().2)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_service_account_confines_a_sync_to_what_it_may_do() -> anyhow::Result<()> {
     let Some(cluster) = headway_tests::cluster().await else {
@@ -319,28 +297,11 @@ fn the_tenant_example_is_a_namespace_an_account_a_role_and_a_confined_gitsync() 
 
 /// `helm template` of the chart for release `release` in `namespace` with `sets`.
 fn chart_objects(release: &str, namespace: &str, sets: &[&str]) -> Vec<serde_json::Value> {
-    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/headway");
-    let mut cmd = std::process::Command::new("helm");
-    cmd.args(["template", release, "--namespace", namespace])
-        .arg(&chart)
-        .env(
-            "HELM_CACHE_HOME",
-            std::env::temp_dir().join("headway-helm-cache"),
-        )
-        .env(
-            "HELM_CONFIG_HOME",
-            std::env::temp_dir().join("headway-helm-config"),
-        );
+    let mut args = vec!["template", release, "--namespace", namespace];
     for s in sets {
-        cmd.args(["--set", s]);
+        args.extend(["--set", s]);
     }
-    let out = cmd.output().expect("helm on PATH");
-    assert!(
-        out.status.success(),
-        "helm template failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    headway_render::parse_manifests(&String::from_utf8_lossy(&out.stdout), "chart")
+    headway_render::parse_manifests(&chart_helm(&args), "chart")
         .expect("the chart renders")
         .into_iter()
         .map(|m| m.object)

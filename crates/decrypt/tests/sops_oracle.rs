@@ -5,68 +5,13 @@
 //! through the renderer; a wrong key and tampered files are refused naming the file, and no
 //! error message contains a plaintext value.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use headway_decrypt::{DecryptError, Keys, SopsDecryptor, decrypt_document};
 use headway_render::{RenderOptions, RenderType};
+use headway_tests::sops::{enabled, encrypt, keygen};
 use serde_json::{Value, json};
 
 const SECRET_VALUE: &str = "s3cr3t-Plaintext-7a91";
 const CONFIG_VALUE: &str = "c0nfig-Plaintext-55e2";
-
-fn enabled(test: &str) -> bool {
-    if std::env::var_os("HEADWAY_TOOL_TESTS").is_some_and(|v| v == "1") {
-        return true;
-    }
-    eprintln!("skipping: {test} needs HEADWAY_TOOL_TESTS=1 and sops, age-keygen on PATH");
-    false
-}
-
-fn tool(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| panic!("HEADWAY_TOOL_TESTS=1 but `{name}` is not on PATH"))
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("running a tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A fresh age key: (key file text, recipient).
-fn keygen(dir: &Path, name: &str) -> (String, String) {
-    let file = dir.join(name);
-    run(Command::new(tool("age-keygen")).arg("-o").arg(&file));
-    let recipient = run(Command::new(tool("age-keygen")).arg("-y").arg(&file));
-    (
-        std::fs::read_to_string(&file).unwrap(),
-        recipient.trim().to_string(),
-    )
-}
-
-/// `sops --encrypt` of `plain` (written as `name`) for `recipient`, with `flags`.
-fn encrypt(dir: &Path, name: &str, plain: &str, recipient: &str, flags: &[&str]) -> String {
-    let file = dir.join(name);
-    std::fs::write(&file, plain).unwrap();
-    run(Command::new(tool("sops"))
-        .current_dir(dir)
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .arg("--encrypt")
-        .arg("--age")
-        .arg(recipient)
-        .args(flags)
-        .arg(&file))
-}
 
 fn secret_yaml() -> String {
     format!(

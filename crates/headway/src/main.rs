@@ -13,6 +13,8 @@ mod cluster;
 mod controller_cmd;
 mod diff_cmd;
 mod fetch_cmd;
+#[cfg(test)]
+mod fixtures;
 mod gitsync_input;
 mod health_cmd;
 mod input;

@@ -211,23 +211,8 @@ async fn watch(cluster: &Cluster, args: &StatusArgs) -> anyhow::Result<Outcome> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{cond, sync};
     use serde_json::json;
-
-    fn sync(status: serde_json::Value) -> GitSync {
-        serde_json::from_value(json!({
-            "apiVersion": "headway.dev/v1alpha1",
-            "kind": "GitSync",
-            "metadata": {"name": "shop", "namespace": "apps"},
-            "spec": {"repository": {"url": "https://git.example.com/x.git"}},
-            "status": status,
-        }))
-        .unwrap()
-    }
-
-    fn cond(kind: &str, status: &str, reason: &str, message: &str) -> serde_json::Value {
-        json!({"type": kind, "status": status, "reason": reason, "message": message,
-               "lastTransitionTime": "2026-11-26T12:00:00Z"})
-    }
 
     #[test]
     fn the_status_table_has_one_aligned_row_per_sync() {

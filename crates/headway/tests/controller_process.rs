@@ -167,14 +167,7 @@ async fn killed_mid_apply_then_restarted_converges() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
 
     const N: usize = 1500;
-    let upstream = Upstream::new();
-    for i in 0..N {
-        upstream.write(
-            &format!("cm/c{i:04}.yaml"),
-            &configmap_yaml(&format!("c{i:04}"), &i.to_string()),
-        );
-    }
-    let head = upstream.commit("many");
+    let (upstream, head) = numbered_configmaps(N);
     let (_daemon, url) = git_daemon(&upstream);
 
     // One request at a time, so the apply takes long enough to be interrupted.
@@ -188,21 +181,12 @@ async fn killed_mid_apply_then_restarted_converges() -> anyhow::Result<()> {
     .await?;
     let configmaps: Api<ConfigMap> = ns.api();
     let owned = ListParams::default().labels("headway.dev/sync-name=big");
-    let at_kill = wait_for(
+    let at_kill = wait_partly_applied(
         "the apply to be under way",
+        &configmaps,
+        &owned,
+        50..N - 100,
         Duration::from_secs(120),
-        || {
-            let configmaps = configmaps.clone();
-            let owned = owned.clone();
-            async move {
-                let n = configmaps.list_metadata(&owned).await?.items.len();
-                Ok(if (50..N - 100).contains(&n) {
-                    Ok(n)
-                } else {
-                    Err(format!("{n} applied"))
-                })
-            }
-        },
     )
     .await?;
     first.kill();
@@ -262,14 +246,7 @@ async fn sigterm_lets_the_running_sync_finish_then_releases_the_lease() -> anyho
     let dir = tempfile::tempdir()?;
 
     const N: usize = 600;
-    let upstream = Upstream::new();
-    for i in 0..N {
-        upstream.write(
-            &format!("cm/c{i:04}.yaml"),
-            &configmap_yaml(&format!("c{i:04}"), &i.to_string()),
-        );
-    }
-    let head = upstream.commit("many");
+    let (upstream, head) = numbered_configmaps(N);
     let (_daemon, url) = git_daemon(&upstream);
 
     let mut process = start(&ns.name, "t1", dir.path(), 1)?;
@@ -282,21 +259,12 @@ async fn sigterm_lets_the_running_sync_finish_then_releases_the_lease() -> anyho
     .await?;
     let configmaps: Api<ConfigMap> = ns.api();
     let owned = ListParams::default().labels("headway.dev/sync-name=big");
-    wait_for(
+    wait_partly_applied(
         "the apply to be under way",
+        &configmaps,
+        &owned,
+        20..N - 100,
         Duration::from_secs(120),
-        || {
-            let configmaps = configmaps.clone();
-            let owned = owned.clone();
-            async move {
-                let n = configmaps.list_metadata(&owned).await?.items.len();
-                Ok(if (20..N - 100).contains(&n) {
-                    Ok(n)
-                } else {
-                    Err(format!("{n} applied"))
-                })
-            }
-        },
     )
     .await?;
     let status = process.terminate(Duration::from_secs(60))?;

@@ -47,14 +47,7 @@ async fn fault_mid_apply(
     };
     let (fc, cluster, ns, dir) = setup.parts();
 
-    let upstream = Upstream::new();
-    for i in 0..n {
-        upstream.write(
-            &format!("cm/c{i:04}.yaml"),
-            &configmap_yaml(&format!("c{i:04}"), &i.to_string()),
-        );
-    }
-    let head = upstream.commit("many");
+    let (upstream, head) = numbered_configmaps(n);
     let (_daemon, url) = git_daemon(&upstream);
     let bystander_version = create_bystander(ns).await?;
 
@@ -77,21 +70,12 @@ async fn fault_mid_apply(
     .await?;
     let configmaps: Api<ConfigMap> = ns.api();
     let owned = ListParams::default().labels("headway.dev/sync-name=big");
-    let at_fault = wait_for(
+    let at_fault = wait_partly_applied(
         "the apply to be under way",
+        &configmaps,
+        &owned,
+        100..n - 500,
         Duration::from_secs(180),
-        || {
-            let configmaps = configmaps.clone();
-            let owned = owned.clone();
-            async move {
-                let applied = configmaps.list_metadata(&owned).await?.items.len();
-                Ok(if (100..n - 500).contains(&applied) {
-                    Ok(applied)
-                } else {
-                    Err(format!("{applied} applied"))
-                })
-            }
-        },
     )
     .await?;
     let errors_before = controller.error_lines().len();
@@ -453,14 +437,7 @@ async fn lease_lost_to_a_partition_mid_sync() -> anyhow::Result<()> {
     let (fc, cluster, ns, dir) = setup.parts();
 
     const N: usize = 1000;
-    let upstream = Upstream::new();
-    for i in 0..N {
-        upstream.write(
-            &format!("cm/c{i:04}.yaml"),
-            &configmap_yaml(&format!("c{i:04}"), &i.to_string()),
-        );
-    }
-    let head = upstream.commit("many");
+    let (upstream, head) = numbered_configmaps(N);
     let (_daemon, url) = git_daemon(&upstream);
     let bystander_version = create_bystander(ns).await?;
 
@@ -506,21 +483,12 @@ async fn lease_lost_to_a_partition_mid_sync() -> anyhow::Result<()> {
     .await?;
     let configmaps: Api<ConfigMap> = ns.api();
     let owned = ListParams::default().labels("headway.dev/sync-name=big");
-    let at_cut = wait_for(
+    let at_cut = wait_partly_applied(
         "p1's apply to be under way",
+        &configmaps,
+        &owned,
+        50..N - 300,
         Duration::from_secs(180),
-        || {
-            let configmaps = configmaps.clone();
-            let owned = owned.clone();
-            async move {
-                let n = configmaps.list_metadata(&owned).await?.items.len();
-                Ok(if (50..N - 300).contains(&n) {
-                    Ok(n)
-                } else {
-                    Err(format!("{n} applied"))
-                })
-            }
-        },
     )
     .await?;
     let applied_before = names_of(&configmaps, &owned).await?;

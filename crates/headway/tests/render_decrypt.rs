@@ -3,20 +3,11 @@
 //! printed; without the key, or with the wrong one, exit code 1 and an error naming the file,
 //! never a plaintext value; the key file itself is named when it is not a key.
 
-use std::path::Path;
 use std::process::{Command, Output};
 
-const VALUE: &str = "render-Plaintext-42e1";
+use headway_tests::sops;
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("running a tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+const VALUE: &str = "render-Plaintext-42e1";
 
 fn headway(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_headway"))
@@ -25,39 +16,22 @@ fn headway(args: &[&str]) -> Output {
         .expect("running headway")
 }
 
-fn keygen(dir: &Path, name: &str) -> String {
-    let file = dir.join(name);
-    run(Command::new("age-keygen").arg("-o").arg(&file));
-    run(Command::new("age-keygen").arg("-y").arg(&file))
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn render_decrypts_with_a_key_file_and_refuses_without_it() {
-    if std::env::var_os("HEADWAY_TOOL_TESTS").is_none_or(|v| v != "1") {
-        eprintln!("skipping: needs HEADWAY_TOOL_TESTS=1 and sops, age-keygen on PATH");
+    if !sops::enabled("render_decrypts_with_a_key_file_and_refuses_without_it") {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let recipient = keygen(work.path(), "key.txt");
-    keygen(work.path(), "wrong.txt");
+    let (_, recipient) = sops::keygen(work.path(), "key.txt");
+    sops::keygen(work.path(), "wrong.txt");
+    let encrypted = sops::encrypt(
+        work.path(),
+        "plain.yaml",
+        &format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  v: {VALUE}\n"),
+        &recipient,
+        &["--encrypted-regex", "^stringData$"],
+    );
     let plain = work.path().join("plain.yaml");
-    std::fs::write(
-        &plain,
-        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  v: {VALUE}\n"),
-    )
-    .unwrap();
-    let encrypted = run(Command::new("sops")
-        .current_dir(work.path())
-        .args([
-            "--encrypt",
-            "--age",
-            &recipient,
-            "--encrypted-regex",
-            "^stringData$",
-        ])
-        .arg(&plain));
     let repo = work.path().join("repo");
     std::fs::create_dir(&repo).unwrap();
     std::fs::write(repo.join("secret.yaml"), encrypted).unwrap();

@@ -18,17 +18,33 @@ fn label(tool: &str, dir: &Path, boundary: &Path) -> String {
     format!("{tool}:{}", if rel.is_empty() { "." } else { &rel })
 }
 
-fn parse_output(
-    text: &str,
-    file: &str,
-    input: &Path,
+/// The manifests `tool` printed for `dir`, in source locations named by [`label`]; a failed run
+/// is its error and no manifests.
+fn manifests_of(
+    run: Result<String, RenderError>,
+    tool: &str,
+    dir: &Path,
+    boundary: &Path,
     options: &RenderOptions,
     errors: &mut Vec<RenderError>,
 ) -> Vec<Manifest> {
+    let text = match run {
+        Ok(text) => text,
+        Err(e) => {
+            errors.push(e);
+            return Vec::new();
+        }
+    };
+    let file = label(tool, dir, boundary);
     yaml::with_big_stack(|| {
         let (mut docs, mut manifests) = (Vec::new(), Vec::new());
-        yaml::parse_stream(text, file, &mut docs, errors);
-        decrypt::decrypt_documents(&mut docs, options.decryptor.as_ref(), Some(input), errors);
+        yaml::parse_stream(&text, &file, &mut docs, errors);
+        decrypt::decrypt_documents(
+            &mut docs,
+            options.decryptor.as_ref(),
+            Some(boundary),
+            errors,
+        );
         collect::to_manifests(docs, &mut manifests, errors);
         manifests
     })
@@ -81,19 +97,7 @@ pub(crate) fn kustomize(
         path,
     }
     .run();
-    match run {
-        Ok(out) => parse_output(
-            &out,
-            &label("kustomize", dir, boundary),
-            boundary,
-            options,
-            errors,
-        ),
-        Err(e) => {
-            errors.push(e);
-            Vec::new()
-        }
-    }
+    manifests_of(run, "kustomize", dir, boundary, options, errors)
 }
 
 /// Runs `helm template RELEASE DIR --namespace NS --values F... [--include-crds] --kube-version V
@@ -229,23 +233,9 @@ pub(crate) fn helm(
     .run();
     drop(inline);
     drop(with_dependencies);
-    match run {
-        Ok(out) => {
-            let mut manifests = parse_output(
-                &out,
-                &label("helm", dir, boundary),
-                boundary,
-                options,
-                errors,
-            );
-            manifests.retain(|m| !outside_sync(&m.object));
-            manifests
-        }
-        Err(e) => {
-            errors.push(e);
-            Vec::new()
-        }
-    }
+    let mut manifests = manifests_of(run, "helm", dir, boundary, options, errors);
+    manifests.retain(|m| !outside_sync(&m.object));
+    manifests
 }
 
 /// A copy of the chart directory `dir` (symlinks followed: they were checked to stay inside the

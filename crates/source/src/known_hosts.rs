@@ -154,37 +154,15 @@ mod tests {
     use std::path::Path;
     use std::process::Command;
 
+    use headway_tests::git::hash_known_hosts;
+
     use super::*;
 
     /// A fresh ed25519 key made by the real `ssh-keygen`: (known_hosts key text, raw blob).
     fn keygen(dir: &Path, name: &str) -> (String, Vec<u8>) {
-        let path = dir.join(name);
-        let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-            .arg(&path)
-            .output()
-            .expect("ssh-keygen (openssh-client) must be installed");
-        assert!(out.status.success(), "ssh-keygen: {out:?}");
-        let text = std::fs::read_to_string(path.with_extension("pub")).unwrap();
-        let text = text.trim().to_string();
+        let text = headway_tests::git::keygen(dir, name).public;
         let blob = PublicKey::from_openssh(&text).unwrap().to_bytes().unwrap();
         (text, blob)
-    }
-
-    /// `lines` hashed by the real `ssh-keygen -H`, read back.
-    fn hashed(dir: &Path, lines: &str) -> String {
-        let file = dir.join("known_hosts");
-        std::fs::write(&file, lines).unwrap();
-        let out = Command::new("ssh-keygen")
-            .arg("-H")
-            .arg("-f")
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ssh-keygen -H: {out:?}");
-        let text = std::fs::read_to_string(&file).unwrap();
-        assert!(!text.contains("example"), "not hashed: {text}");
-        text
     }
 
     #[test]
@@ -192,7 +170,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (key, blob) = keygen(dir.path(), "host");
         let (other, other_blob) = keygen(dir.path(), "other");
-        let kh = hashed(
+        let kh = hash_known_hosts(
             dir.path(),
             &format!("git.example.com {key}\n[git.example.com]:2222 {other}\n"),
         );
@@ -228,9 +206,9 @@ mod tests {
         let (other, other_blob) = keygen(dir.path(), "other");
         let (ca, _) = keygen(dir.path(), "ca");
         // ssh-keygen -H leaves marked lines alone; a marker may still precede a hashed name.
-        let revoked = hashed(dir.path(), &format!("r.example {other}\n"));
-        let authority = hashed(dir.path(), &format!("ca.example {ca}\n"));
-        let kh = hashed(dir.path(), &format!("r.example {key}\nr.example {other}\n"))
+        let revoked = hash_known_hosts(dir.path(), &format!("r.example {other}\n"));
+        let authority = hash_known_hosts(dir.path(), &format!("ca.example {ca}\n"));
+        let kh = hash_known_hosts(dir.path(), &format!("r.example {key}\nr.example {other}\n"))
             + &format!("@revoked {revoked}@cert-authority {authority}");
         assert_eq!(verify(&kh, "r.example", &blob), Ok(()));
         // Revoked wins over the plain line listing the same key.

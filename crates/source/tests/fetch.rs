@@ -510,25 +510,6 @@ fn ssh_key_auth_and_host_keys() {
     assert!(printed.contains(&fingerprint), "{printed} vs {fingerprint}");
 }
 
-/// known_hosts `lines` hashed by the real `ssh-keygen -H` (as Debian's ssh writes them).
-fn hash_known_hosts(dir: &std::path::Path, lines: &str) -> String {
-    let file = dir.join("known_hosts");
-    fs::write(&file, lines).unwrap();
-    let out = std::process::Command::new(require("ssh-keygen"))
-        .arg("-H")
-        .arg("-f")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ssh-keygen -H: {out:?}");
-    let hashed = fs::read_to_string(&file).unwrap();
-    assert!(
-        hashed.starts_with("|1|") && !hashed.contains("127.0.0.1"),
-        "{hashed}"
-    );
-    hashed
-}
-
 #[test]
 fn ssh_with_hashed_known_hosts() {
     if !enabled("ssh_with_hashed_known_hosts") {

@@ -27,13 +27,13 @@ use headway_controller::crd::GitSync;
 use headway_tests::process::Guarded;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::CustomResourceExt as _;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
-use crate::gitserve::{GitDaemon, git};
+use crate::gitserve::{GitDaemon, commit_all, init_pair};
 use crate::paths::Paths;
 
 /// What to measure.
@@ -77,36 +77,12 @@ pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => super::build_headway(paths, !params.debug)?,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run_async(&headway, &params))
+    super::cluster::block_on(run_async(&headway, &params))
 }
 
 fn configmap(i: usize, value: &str) -> String {
     format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-{i}\n  namespace: {NAMESPACE}\ndata:\n  value: \"{value}\"\n"
-    )
-}
-
-fn commit(work: &Path, bare: &Path, message: &str) -> anyhow::Result<()> {
-    git(work, &["add", "-A"])?;
-    git(
-        work,
-        &[
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@example.com",
-            "commit",
-            "-q",
-            "-m",
-            message,
-        ],
-    )?;
-    git(
-        work,
-        &["push", "-q", bare.to_str().context("path")?, "main"],
     )
 }
 
@@ -263,40 +239,19 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let work = dir.path().join("work");
     let bare = dir.path().join("srv/bench.git");
-    std::fs::create_dir_all(&work)?;
-    std::fs::create_dir_all(&bare)?;
+    init_pair(&work, &bare)?;
     for i in 0..params.objects {
         std::fs::write(
             work.join(format!("config-{i}.yaml")),
             configmap(i, "initial"),
         )?;
     }
-    git(&bare, &["init", "-q", "--bare", "-b", "main"])?;
-    git(&work, &["init", "-q", "-b", "main"])?;
-    commit(&work, &bare, "initial")?;
+    commit_all(&work, &bare, "initial")?;
     let daemon = GitDaemon::start(&dir.path().join("srv"))?;
     let repo_url = daemon.url("bench.git");
 
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
-    crds.patch(
-        "gitsyncs.headway.dev",
-        &PatchParams::apply("headway-bench").force(),
-        &Patch::Apply(&GitSync::crd()),
-    )
-    .await
-    .context("installing the GitSync CRD")?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    namespaces
-        .patch(
-            NAMESPACE,
-            &PatchParams::apply("headway-bench").force(),
-            &Patch::Apply(
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
-            ),
-        )
-        .await?;
+    headway_tests::install_crd(&client, &GitSync::crd()).await?;
+    super::cluster::apply_namespace(&client, NAMESPACE).await?;
 
     let secret_file = dir.path().join("webhook-secret");
     std::fs::write(&secret_file, SECRET)?;
@@ -329,11 +284,11 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     .context("starting headway controller")?;
 
     let api: Api<GitSync> = Api::namespaced(client.clone(), NAMESPACE);
-    let obj: GitSync = serde_json::from_value(json!({
-        "apiVersion": "headway.dev/v1alpha1", "kind": "GitSync",
-        "metadata": {"name": SYNC, "namespace": NAMESPACE},
-        "spec": {"repository": {"url": repo_url}, "interval": "10m", "timeout": "10m"},
-    }))?;
+    let obj = super::cluster::gitsync(
+        SYNC,
+        NAMESPACE,
+        json!({"repository": {"url": repo_url}, "interval": "10m", "timeout": "10m"}),
+    )?;
     api.create(&PostParams::default(), &obj).await?;
     let created = Instant::now();
     let deadline = created + Duration::from_secs(600);
@@ -344,11 +299,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         }
-        let ready = api
-            .get(SYNC)
-            .await?
-            .status
-            .is_some_and(|s| headway_controller::conditions::is_true(&s.conditions, "Ready"));
+        let ready = super::cluster::is_ready(&api.get(SYNC).await?);
         if ready && http(address, "GET", "/readyz", &[], b"").await.ok() == Some(200) {
             break;
         }
@@ -442,7 +393,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     for i in 0..params.pushes {
         let value = format!("push-{i}");
         std::fs::write(work.join("config-0.yaml"), configmap(0, &value))?;
-        commit(&work, &bare, &value)?;
+        commit_all(&work, &bare, &value)?;
         let t0 = Instant::now();
         let status = http(
             address,

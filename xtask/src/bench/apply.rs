@@ -86,10 +86,7 @@ pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
         "{} is missing: run `cargo xtask cluster build` first",
         kubectl.display()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run_async(paths, &kubectl, params))
+    super::cluster::block_on(run_async(paths, &kubectl, params))
 }
 
 async fn run_async(_paths: &Paths, kubectl: &Path, params: Params) -> anyhow::Result<()> {
@@ -493,7 +490,7 @@ pub(crate) async fn register_node(client: &kube::Client) -> anyhow::Result<()> {
     nodes
         .patch(
             NODE,
-            &PatchParams::apply("headway-bench").force(),
+            &PatchParams::apply(super::cluster::MANAGER).force(),
             &Patch::Apply(&node),
         )
         .await?;

@@ -23,7 +23,7 @@ use anyhow::ensure;
 use headway_controller::crd::GitSync;
 use headway_tests::controller::ControllerSpec;
 use kube::CustomResourceExt as _;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::json;
 
 use crate::gitserve::{GitDaemon, commit_all, init_pair};
@@ -59,10 +59,7 @@ pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
         "bad parameters {params:?}"
     );
     let headway = super::build_headway(paths, true)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run_async(&headway, &params))
+    super::cluster::block_on(run_async(&headway, &params))
 }
 
 async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
@@ -82,16 +79,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
 
     // The CRD and the namespace of the GitSyncs.
     headway_tests::install_crd(&client, &GitSync::crd()).await?;
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    namespaces
-        .patch(
-            NAMESPACE,
-            &PatchParams::apply("headway-bench").force(),
-            &Patch::Apply(
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
-            ),
-        )
-        .await?;
+    super::cluster::apply_namespace(&client, NAMESPACE).await?;
 
     let mut controller = ControllerSpec::new(headway, dir.path(), "bench")
         .namespace(NAMESPACE)
@@ -109,17 +97,16 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     let api: Api<GitSync> = Api::namespaced(client.clone(), NAMESPACE);
     let created = Instant::now();
     for i in 0..params.syncs {
-        let obj: GitSync = serde_json::from_value(json!({
-            "apiVersion": "headway.dev/v1alpha1",
-            "kind": "GitSync",
-            "metadata": {"name": format!("bench-{i}"), "namespace": NAMESPACE},
-            "spec": {
+        let obj = super::cluster::gitsync(
+            &format!("bench-{i}"),
+            NAMESPACE,
+            json!({
                 "repository": {"url": repo_url},
                 "path": format!("s{i}"),
                 "interval": format!("{}s", params.interval),
                 "timeout": "10m",
-            },
-        }))?;
+            }),
+        )?;
         api.create(&PostParams::default(), &obj).await?;
     }
     let deadline = Instant::now() + Duration::from_secs(1800);
@@ -129,11 +116,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         let ready = list
             .items
             .iter()
-            .filter(|g| {
-                g.status.as_ref().is_some_and(|s| {
-                    headway_controller::conditions::is_true(&s.conditions, "Ready")
-                })
-            })
+            .filter(|g| super::cluster::is_ready(g))
             .count();
         if ready == params.syncs {
             break;
@@ -206,12 +189,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     );
 
     // Clean up: deleting the GitSyncs prunes their objects.
-    api.delete_collection(&DeleteParams::default(), &Default::default())
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while !api.list(&Default::default()).await?.items.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    super::cluster::delete_gitsyncs(&api, Duration::from_secs(600)).await?;
     drop(controller);
     drop(daemon);
     Ok(())

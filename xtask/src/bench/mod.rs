@@ -3,6 +3,7 @@
 
 mod api;
 mod apply;
+mod cluster;
 mod controller;
 mod fetch;
 mod floor;

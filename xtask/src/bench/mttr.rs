@@ -24,7 +24,7 @@ use anyhow::{Context as _, ensure};
 use headway_controller::crd::GitSync;
 use headway_tests::controller::{ControllerProcess, ControllerSpec};
 use kube::CustomResourceExt as _;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use serde_json::{Value, json};
 
 use super::floor::{self, resource};
@@ -65,10 +65,7 @@ pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
         "bad parameters {params:?}"
     );
     let headway = super::build_headway(paths, true)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run_async(paths, &headway, &params))
+    super::cluster::block_on(run_async(paths, &headway, &params))
 }
 
 /// The objects of the plain directory: the CRD, the namespaces, then the rest round-robin over
@@ -214,15 +211,7 @@ async fn run_async(paths: &Paths, headway: &Path, params: &Params) -> anyhow::Re
     // The GitSync CRD, the controller's namespace, the controller.
     headway_tests::install_crd(&client, &GitSync::crd()).await?;
     let ns_api: Api<DynamicObject> = Api::all_with(client.clone(), &resource("v1", "Namespace"));
-    ns_api
-        .patch(
-            SYSTEM,
-            &PatchParams::apply("headway-bench").force(),
-            &Patch::Apply(
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM}}),
-            ),
-        )
-        .await?;
+    super::cluster::apply_namespace(&client, SYSTEM).await?;
     let mut controller = ControllerSpec::new(headway, dir.path(), "mttr")
         .namespace(SYSTEM)
         .args(["--concurrency", "4"])
@@ -234,12 +223,12 @@ async fn run_async(paths: &Paths, headway: &Path, params: &Params) -> anyhow::Re
     let syncs: Api<GitSync> = Api::namespaced(client.clone(), SYSTEM);
     let started = Instant::now();
     for (name, path) in [("plain", "plain"), ("chart", "chart")] {
-        let obj: GitSync = serde_json::from_value(json!({
-            "apiVersion": "headway.dev/v1alpha1", "kind": "GitSync",
-            "metadata": {"name": name, "namespace": SYSTEM},
-            "spec": {"repository": {"url": repo_url}, "path": path, "interval": "1h",
-                "selfHeal": false, "timeout": "15m", "deletionPolicy": "Orphan"},
-        }))?;
+        let obj = super::cluster::gitsync(
+            name,
+            SYSTEM,
+            json!({"repository": {"url": repo_url}, "path": path, "interval": "1h",
+                "selfHeal": false, "timeout": "15m", "deletionPolicy": "Orphan"}),
+        )?;
         match syncs.create(&PostParams::default(), &obj).await {
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             r => {
@@ -421,11 +410,7 @@ async fn wait_ready(
         let ready = list
             .items
             .iter()
-            .filter(|g| {
-                g.status.as_ref().is_some_and(|s| {
-                    headway_controller::conditions::is_true(&s.conditions, "Ready")
-                })
-            })
+            .filter(|g| super::cluster::is_ready(g))
             .count();
         if ready == 2 {
             return Ok(());

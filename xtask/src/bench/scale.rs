@@ -25,7 +25,7 @@ use headway_controller::crd::{ANNOTATION_SYNC_REQUESTED, GitSync};
 use headway_controller::{RequestKind, RequestState, request_state};
 use headway_tests::controller::{ControllerProcess, ControllerSpec};
 use kube::CustomResourceExt as _;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::json;
@@ -72,10 +72,7 @@ pub fn run(paths: &Paths, params: Params) -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => super::build_headway(paths, true)?,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run_async(&headway, &params))
+    super::cluster::block_on(run_async(&headway, &params))
 }
 
 /// What one phase cost the controller.
@@ -108,16 +105,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     };
 
     headway_tests::install_crd(&client, &GitSync::crd()).await?;
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    namespaces
-        .patch(
-            NAMESPACE,
-            &PatchParams::apply("headway-bench").force(),
-            &Patch::Apply(
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
-            ),
-        )
-        .await?;
+    super::cluster::apply_namespace(&client, NAMESPACE).await?;
     let api: Api<GitSync> = Api::namespaced(client.clone(), NAMESPACE);
     ensure!(
         api.list(&Default::default()).await?.items.is_empty(),
@@ -155,17 +143,16 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
             let api = api.clone();
             let repo_url = repo_url.clone();
             async move {
-                let obj: GitSync = serde_json::from_value(json!({
-                    "apiVersion": "headway.dev/v1alpha1",
-                    "kind": "GitSync",
-                    "metadata": {"name": format!("s{i}"), "namespace": NAMESPACE},
-                    "spec": {
+                let obj = super::cluster::gitsync(
+                    &format!("s{i}"),
+                    NAMESPACE,
+                    json!({
                         "repository": {"url": repo_url},
                         "path": format!("s{i}"),
                         "interval": "1h",
                         "timeout": "5m",
-                    },
-                }))?;
+                    }),
+                )?;
                 api.create(&PostParams::default(), &obj).await?;
                 anyhow::Ok(())
             }
@@ -178,11 +165,12 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
         "{} GitSyncs created in {created_in:.1?}; waiting until all are Ready",
         params.syncs
     );
-    wait_all(&gitsyncs, &mut controller, params.syncs, |g| {
-        g.status
-            .as_ref()
-            .is_some_and(|s| headway_controller::conditions::is_true(&s.conditions, "Ready"))
-    })
+    wait_all(
+        &gitsyncs,
+        &mut controller,
+        params.syncs,
+        super::cluster::is_ready,
+    )
     .await?;
     let wall = created.elapsed();
     let (rss, hwm) = super::memory_mib(pid)?;
@@ -337,12 +325,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
 
     // Clean up: deleting the GitSyncs prunes their objects.
     let cleanup = Instant::now();
-    api.delete_collection(&DeleteParams::default(), &Default::default())
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while !api.list(&Default::default()).await?.items.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    super::cluster::delete_gitsyncs(&api, Duration::from_secs(900)).await?;
     println!(
         "(cleanup: GitSyncs deleted and their objects pruned in {:.1?})",
         cleanup.elapsed()

@@ -9,19 +9,28 @@ use std::time::Duration;
 use anyhow::Context as _;
 use headway_api::{AppState, Config};
 use headway_controller::GitSync;
-use headway_controller::crd::ANNOTATION_SYNC_REQUESTED;
 use headway_controller::progress::Bus;
 use headway_controller::view::Syncs;
-use headway_tests::{TestNamespace, wait_for};
+use headway_tests::{TestCluster, TestNamespace, wait_for};
 use kube::api::PostParams;
 use kube::{Client, CustomResourceExt};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Installs (or updates) the GitSync CRD and waits until it is Established.
-pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
-    headway_tests::install_crd(client, &GitSync::crd()).await
+/// The test's namespace, once the GitSync CRD is installed (or updated) and Established, with
+/// `syncs` (name and spec) created in it.
+pub async fn namespace(
+    cluster: &TestCluster,
+    test: &str,
+    syncs: &[(&str, serde_json::Value)],
+) -> anyhow::Result<TestNamespace> {
+    headway_tests::install_crd(&cluster.client, &GitSync::crd()).await?;
+    let ns = cluster.namespace(test).await?;
+    for (name, spec) in syncs {
+        create_sync(&ns, name, spec.clone()).await?;
+    }
+    Ok(ns)
 }
 
 /// The API served in this process for one namespace.
@@ -62,6 +71,18 @@ pub async fn serve(client: &Client, namespace: &str, config: Config) -> anyhow::
         task,
         reflector,
     })
+}
+
+/// Serves the API over the GitSyncs of `ns` and waits until its cache holds `names`.
+pub async fn serve_cached(
+    client: &Client,
+    ns: &TestNamespace,
+    config: Config,
+    names: &[&str],
+) -> anyhow::Result<Server> {
+    let server = serve(client, &ns.name, config).await?;
+    wait_cached(&server, &ns.name, names).await?;
+    Ok(server)
 }
 
 /// Creates a GitSync.
@@ -120,17 +141,15 @@ pub async fn annotation(
     Ok(sync.metadata.annotations.and_then(|a| a.get(key).cloned()))
 }
 
-/// The sync-request annotation of each name.
-pub async fn sync_requests(
+/// The annotation `key` of each of `names`, in their order.
+pub async fn annotations(
     ns: &TestNamespace,
+    key: &str,
     names: &[&str],
-) -> anyhow::Result<Vec<(String, Option<String>)>> {
+) -> anyhow::Result<Vec<Option<String>>> {
     let mut out = Vec::new();
     for n in names {
-        out.push((
-            n.to_string(),
-            annotation(ns, n, ANNOTATION_SYNC_REQUESTED).await?,
-        ));
+        out.push(annotation(ns, n, key).await?);
     }
     Ok(out)
 }

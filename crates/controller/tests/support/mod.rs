@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use headway_controller::crd::{GitSync, GitSyncStatus};
 use headway_controller::{Leadership, Options};
+use headway_tests::git::Upstream;
 use headway_tests::{TestCluster, TestNamespace, wait_for};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
@@ -260,11 +261,104 @@ pub async fn events_of(
         .collect())
 }
 
+/// Waits until the GitSync failed at `sha` with `reason`; returns the Ready message.
+pub async fn wait_failed(
+    ns: &TestNamespace,
+    name: &str,
+    sha: &str,
+    reason: &str,
+) -> anyhow::Result<String> {
+    let revision = format!("main@sha1:{sha}");
+    let obj = wait_status(
+        ns,
+        name,
+        &format!("Ready=False/{reason} at {revision}"),
+        Duration::from_secs(90),
+        |_, s| {
+            s.last_attempted_revision.as_deref() == Some(revision.as_str())
+                && condition(s, "Ready").is_some_and(|(st, r, _)| st == "False" && r == reason)
+        },
+    )
+    .await?;
+    Ok(condition(obj.status.as_ref().unwrap(), "Ready").unwrap().2)
+}
+
+/// `helm ARGS charts/headway`: its standard output; the test fails when helm does.
+pub fn chart_helm(args: &[&str]) -> String {
+    match chart_helm_result(args) {
+        Ok(text) => text,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `helm ARGS charts/headway`: its standard output, or what it said when it failed.
+pub fn chart_helm_result(args: &[&str]) -> Result<String, String> {
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/headway");
+    let out = std::process::Command::new("helm")
+        .args(args)
+        .arg(&chart)
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("headway-helm-cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("headway-helm-config"),
+        )
+        .output()
+        .expect("helm on PATH (eval \"$(cargo xtask cluster env)\")");
+    if !out.status.success() {
+        return Err(format!(
+            "helm {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// A ConfigMap manifest.
 pub fn configmap_yaml(name: &str, value: &str) -> String {
     format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n"
     )
+}
+
+/// A repository of `n` ConfigMaps `c0000`, `c0001`, ... under `cm/`, each one's value its
+/// number, committed; with the commit.
+pub fn numbered_configmaps(n: usize) -> (Upstream, String) {
+    let upstream = Upstream::new();
+    for i in 0..n {
+        upstream.write(
+            &format!("cm/c{i:04}.yaml"),
+            &configmap_yaml(&format!("c{i:04}"), &i.to_string()),
+        );
+    }
+    let head = upstream.commit("many");
+    (upstream, head)
+}
+
+/// Waits until a number within `under_way` of the ConfigMaps `owned` selects exist (an apply
+/// under way, not finished); returns that number.
+pub async fn wait_partly_applied(
+    what: &str,
+    configmaps: &Api<ConfigMap>,
+    owned: &ListParams,
+    under_way: std::ops::Range<usize>,
+    within: Duration,
+) -> anyhow::Result<usize> {
+    wait_for(what, within, || {
+        let (configmaps, owned, under_way) = (configmaps.clone(), owned.clone(), under_way.clone());
+        async move {
+            let n = configmaps.list_metadata(&owned).await?.items.len();
+            Ok(if under_way.contains(&n) {
+                Ok(n)
+            } else {
+                Err(format!("{n} applied"))
+            })
+        }
+    })
+    .await
 }
 
 /// A Deployment manifest (kwok makes its pods ready).

@@ -132,8 +132,17 @@ impl ChartCache {
         (sha256_hex_of(&bytes) == sha256_hex).then_some(path)
     }
 
-    /// Stores verified bytes under their digest (write, then rename: readers never see half a file).
-    fn store(&self, sha256_hex: &str, bytes: &[u8]) -> Result<PathBuf, ChartError> {
+    /// Stores the bytes downloaded from `url` under their digest, once they match `sha256_hex`
+    /// (write, then rename: readers never see half a file).
+    fn store(&self, url: &str, sha256_hex: &str, bytes: &[u8]) -> Result<PathBuf, ChartError> {
+        let actual = sha256_hex_of(bytes);
+        if actual != sha256_hex {
+            return Err(ChartError::DigestMismatch {
+                url: url.to_string(),
+                expected: sha256_hex.to_string(),
+                actual,
+            });
+        }
         let path = self.path_of(sha256_hex);
         let io = |source| ChartError::Io {
             path: path.clone(),
@@ -319,15 +328,7 @@ impl Fetcher<'_> {
             .send(&url, self.with_basic_auth(self.client.get(&url), same_host))
             .await?;
         let bytes = self.body(&url, response).await?;
-        let actual = sha256_hex_of(&bytes);
-        if actual != expected {
-            return Err(ChartError::DigestMismatch {
-                url,
-                expected,
-                actual,
-            });
-        }
-        Ok(resolved(self.cache.store(&expected, &bytes)?))
+        Ok(resolved(self.cache.store(&url, &expected, &bytes)?))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -458,15 +459,11 @@ impl Fetcher<'_> {
         }
         let blob_url = format!("{}/blobs/sha256:{layer_digest}", registry.base);
         let bytes = registry.get(&blob_url, None).await?;
-        let actual = sha256_hex_of(&bytes);
-        if actual != layer_digest {
-            return Err(ChartError::DigestMismatch {
-                url: blob_url,
-                expected: layer_digest,
-                actual,
-            });
-        }
-        Ok(resolved(self.cache.store(&layer_digest, &bytes)?))
+        Ok(resolved(self.cache.store(
+            &blob_url,
+            &layer_digest,
+            &bytes,
+        )?))
     }
 }
 
