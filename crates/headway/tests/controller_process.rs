@@ -120,7 +120,9 @@ async fn two_replicas_one_leader_and_handover_within_the_lease_duration() -> any
         "handover after SIGKILL of the leader: {handover:?} (lease duration {LEASE_SECONDS} s)"
     );
     assert!(
-        handover <= Duration::from_secs(LEASE_SECONDS) + Duration::from_millis(1500),
+        // The follower tries when the Lease expires; the slack is for a loaded machine, well
+        // short of a second lease duration.
+        handover <= Duration::from_secs(LEASE_SECONDS) + Duration::from_millis(3500),
         "handover took {handover:?}, lease duration {LEASE_SECONDS} s"
     );
     // The new leader syncs new commits.
