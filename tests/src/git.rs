@@ -52,13 +52,23 @@ pub fn require(binary: &str) -> PathBuf {
     panic!("{binary} not found: install the packages of .ci/packages-git.txt");
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, and never handed out before in this process: the servers
+/// of tests running in parallel bind their port a moment after this returns, so two of them
+/// must not be given the same one (the kernel may offer a port again once it is released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Runs git with a fixed identity and no user or system configuration; panics with its output
