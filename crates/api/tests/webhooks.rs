@@ -158,6 +158,9 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
     let names: Vec<&str> = syncs.iter().map(|(n, _)| *n).collect();
     let config = Config {
         webhook_secret: Some(SECRET.as_bytes().to_vec()),
+        // Longer than the test: a second push for a GitSync is deferred or coalesced however
+        // slowly the machine runs through the pushes before it.
+        coalesce_gap: Duration::from_secs(600),
         ..Default::default()
     };
     let server = serve(&cluster.client, &ns.name, config).await.unwrap();
