@@ -18,6 +18,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -175,7 +178,9 @@ impl TestNamespace {
     }
 
     /// Grants the ServiceAccount `account` of this namespace the `rules` (a JSON array of
-    /// PolicyRules) in this namespace, through a Role and a RoleBinding both named `role`.
+    /// PolicyRules) in this namespace, through a Role and a RoleBinding both named `role`, and
+    /// waits until the API server's authorizer allows what they grant (it learns of new RBAC
+    /// objects through a watch, a moment after they are created).
     pub async fn grant(
         &self,
         account: &str,
@@ -200,6 +205,25 @@ impl TestNamespace {
             .create(&PostParams::default(), &binding)
             .await
             .with_context(|| format!("creating RoleBinding {}/{role}", self.name))?;
+        let user = format!("system:serviceaccount:{}:{account}", self.name);
+        for rule in rules.as_array().into_iter().flatten() {
+            let strings = |key: &str| -> Vec<String> {
+                rule[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            };
+            for group in strings("apiGroups") {
+                for resource in strings("resources") {
+                    for verb in strings("verbs") {
+                        wait_allowed(&self.client, &user, &self.name, &group, &resource, &verb)
+                            .await?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -275,6 +299,49 @@ pub async fn release_gitsyncs(client: &Client, namespace: &str) -> Result<(), St
         }
     }
     Ok(())
+}
+
+/// Waits (up to 60 s) until the API server allows `user` to `verb` the `resource` of API group
+/// `group` in `namespace`, as a SubjectAccessReview says: RBAC objects just created take effect
+/// a moment later.
+pub async fn wait_allowed(
+    client: &Client,
+    user: &str,
+    namespace: &str,
+    group: &str,
+    resource: &str,
+    verb: &str,
+) -> anyhow::Result<()> {
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_string()),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(namespace.to_string()),
+                group: Some(group.to_string()),
+                resource: Some(resource.to_string()),
+                verb: Some(verb.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    wait_for(
+        &format!("{user} to be allowed to {verb} {resource} in {namespace}"),
+        Duration::from_secs(60),
+        || {
+            let (api, review) = (api.clone(), review.clone());
+            async move {
+                let answer = api.create(&PostParams::default(), &review).await?;
+                Ok(match answer.status {
+                    Some(s) if s.allowed => Ok(()),
+                    other => Err(format!("{other:?}")),
+                })
+            }
+        },
+    )
+    .await
 }
 
 /// Polls `check` every 250 ms until it returns `Ok(Some(value))`, or fails after `timeout` with the
