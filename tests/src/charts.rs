@@ -236,7 +236,7 @@ impl Registry {
                 "crane on PATH (cargo xtask cluster build; eval \"$(cargo xtask cluster env)\")",
             );
         let mut registry = Registry { child, host };
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = registry.child.try_wait() {
                 panic!("crane registry serve exited with {status}");

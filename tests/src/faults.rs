@@ -213,11 +213,11 @@ impl Toxiproxy {
             api: format!("http://127.0.0.1:{port}"),
             cli,
         };
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while proxy.run(&["list"]).is_err() {
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "toxiproxy's API on {port} did not answer within 15 s"
+                "toxiproxy's API on {port} did not answer within 60 s"
             );
             std::thread::sleep(Duration::from_millis(100));
         }

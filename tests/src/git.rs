@@ -52,13 +52,23 @@ pub fn require(binary: &str) -> PathBuf {
     panic!("{binary} not found: install the packages of .ci/packages-git.txt");
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, and never handed out before in this process: the servers
+/// of tests running in parallel bind their port a moment after this returns, so two of them
+/// must not be given the same one (the kernel may offer a port again once it is released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Runs git with a fixed identity and no user or system configuration; panics with its output
@@ -244,7 +254,8 @@ impl Server {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        // Generous: it costs nothing when the server starts fast, as it does on an idle machine.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("server exited with {status}:\n{}", self.log_text());
@@ -255,7 +266,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!(
-            "server not listening on {} after 15 s:\n{}",
+            "server not listening on {} after 60 s:\n{}",
             self.port,
             self.log_text()
         );

@@ -20,10 +20,16 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    PostParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
@@ -119,7 +125,8 @@ impl TestCluster {
     }
 }
 
-/// A namespace owned by one test; deleted (in the background) when dropped.
+/// A namespace owned by one test; deleted (in the background) when dropped, after its GitSyncs
+/// (see [`release_gitsyncs`]).
 pub struct TestNamespace {
     /// The namespace's name.
     pub name: String,
@@ -173,7 +180,9 @@ impl TestNamespace {
     }
 
     /// Grants the ServiceAccount `account` of this namespace the `rules` (a JSON array of
-    /// PolicyRules) in this namespace, through a Role and a RoleBinding both named `role`.
+    /// PolicyRules) in this namespace, through a Role and a RoleBinding both named `role`, and
+    /// waits until the API server's authorizer allows what they grant (it learns of new RBAC
+    /// objects through a watch, a moment after they are created).
     pub async fn grant(
         &self,
         account: &str,
@@ -198,6 +207,25 @@ impl TestNamespace {
             .create(&PostParams::default(), &binding)
             .await
             .with_context(|| format!("creating RoleBinding {}/{role}", self.name))?;
+        let user = format!("system:serviceaccount:{}:{account}", self.name);
+        for rule in rules.as_array().into_iter().flatten() {
+            let strings = |key: &str| -> Vec<String> {
+                rule[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            };
+            for group in strings("apiGroups") {
+                for resource in strings("resources") {
+                    for verb in strings("verbs") {
+                        wait_allowed(&self.client, &user, &self.name, &group, &resource, &verb)
+                            .await?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -216,6 +244,9 @@ impl Drop for TestNamespace {
             // A client is tied to the runtime that created it: build one on this runtime.
             rt.block_on(async {
                 let client = Client::try_from(config).map_err(|e| e.to_string())?;
+                if let Err(e) = release_gitsyncs(&client, &name).await {
+                    eprintln!("{e}");
+                }
                 let api: Api<Namespace> = Api::all(client);
                 api.delete(&name, &DeleteParams::background())
                     .await
@@ -229,6 +260,90 @@ impl Drop for TestNamespace {
             eprintln!("{e}");
         }
     }
+}
+
+/// Deletes the GitSyncs of `namespace` and removes their finalizer, so that the namespace can go
+/// once the test is over: the controller that would honour the finalizer (a child process, or a
+/// task of the test's runtime) is usually gone by then, and a GitSync left with
+/// `headway.dev/finalizer` keeps its namespace Terminating forever. Deleting first means no
+/// controller still running can add the finalizer back (the API server refuses new finalizers
+/// on an object being deleted). Without the GitSync CRD there is nothing to do.
+pub async fn release_gitsyncs(client: &Client, namespace: &str) -> Result<(), String> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("headway.dev", "v1alpha1", "GitSync"),
+        "gitsyncs",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let not_found = |e: &kube::Error| matches!(e, kube::Error::Api(a) if a.code == 404);
+    let listed = match api.list_metadata(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(e) if not_found(&e) => return Ok(()),
+        Err(e) => return Err(format!("listing the GitSyncs of {namespace}: {e}")),
+    };
+    for sync in listed {
+        let name = sync.metadata.name.unwrap_or_default();
+        if sync.metadata.deletion_timestamp.is_none() {
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(e) if not_found(&e) => continue,
+                Err(e) => return Err(format!("deleting GitSync {namespace}/{name}: {e}")),
+            }
+        }
+        let patch = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+        match api.patch(&name, &PatchParams::default(), &patch).await {
+            Ok(_) => {}
+            Err(e) if not_found(&e) => {}
+            Err(e) => {
+                return Err(format!(
+                    "removing the finalizer of GitSync {namespace}/{name}: {e}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits (up to 60 s) until the API server allows `user` to `verb` the `resource` of API group
+/// `group` in `namespace`, as a SubjectAccessReview says: RBAC objects just created take effect
+/// a moment later.
+pub async fn wait_allowed(
+    client: &Client,
+    user: &str,
+    namespace: &str,
+    group: &str,
+    resource: &str,
+    verb: &str,
+) -> anyhow::Result<()> {
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_string()),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(namespace.to_string()),
+                group: Some(group.to_string()),
+                resource: Some(resource.to_string()),
+                verb: Some(verb.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    wait_for(
+        &format!("{user} to be allowed to {verb} {resource} in {namespace}"),
+        Duration::from_secs(60),
+        || {
+            let (api, review) = (api.clone(), review.clone());
+            async move {
+                let answer = api.create(&PostParams::default(), &review).await?;
+                Ok(match answer.status {
+                    Some(s) if s.allowed => Ok(()),
+                    other => Err(format!("{other:?}")),
+                })
+            }
+        },
+    )
+    .await
 }
 
 /// Polls `check` every 250 ms until it returns `Ok(Some(value))`, or fails after `timeout` with the

@@ -39,7 +39,7 @@ fn stop_and_check(server: Server, expect: &[&str]) {
         );
     }
     server.stop();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let left = group(pgid);
         if left.is_empty() {

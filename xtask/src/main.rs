@@ -60,7 +60,8 @@ enum ClusterAction {
     /// Build the tools if needed, start etcd, kube-apiserver, kube-controller-manager,
     /// kube-scheduler and kwok, register a node, and return when the cluster is ready.
     Up,
-    /// Stop every process of the cluster by its saved PID and remove its state.
+    /// Stop every process of the cluster (by its saved PID, or found by the state directory its
+    /// command line names) and remove its state.
     Down,
     /// Say which components run and whether the API server is ready.
     Status,

@@ -226,7 +226,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     {
         eprintln!("xtask: stopping the cluster failed: {e:#}");
     }
-    let left = run.wait_for_none(std::time::Duration::from_secs(10));
+    let left = run.wait_for_none(std::time::Duration::from_secs(30));
     if !left.is_empty() {
         let list: Vec<String> = left.iter().map(|l| format!("  {l}")).collect();
         let message = format!(

@@ -198,7 +198,13 @@ async fn signed_pushes_request_syncs_of_the_matching_gitsyncs_only() {
         .await
         .unwrap();
     let names: Vec<&str> = syncs.iter().map(|(n, _)| *n).collect();
-    let server = serve_cached(&cluster.client, &ns, with_secret(), &names)
+    let config = Config {
+        // Longer than the test: a second push for a GitSync is deferred or coalesced however
+        // slowly the machine runs through the pushes before it.
+        coalesce_gap: Duration::from_secs(600),
+        ..with_secret()
+    };
+    let server = serve_cached(&cluster.client, &ns, config, &names)
         .await
         .unwrap();
 
@@ -434,14 +440,34 @@ async fn a_burst_of_100_pushes_within_a_second_makes_at_most_two_requests() {
     let statuses = futures::future::join_all(pushes).await;
     let burst = start.elapsed();
     assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
-    assert!(burst < Duration::from_secs(1), "the burst took {burst:?}");
+    // Served from memory: fast even on a loaded machine (a generous bound, not a benchmark).
+    assert!(burst < Duration::from_secs(10), "the burst took {burst:?}");
+    headway_tests::wait_for(
+        "the watch to see a request",
+        Duration::from_secs(60),
+        || {
+            let values = values.lock().unwrap().clone();
+            async move {
+                Ok(if values.is_empty() {
+                    Err("none".to_string())
+                } else {
+                    Ok(())
+                })
+            }
+        },
+    )
+    .await
+    .unwrap();
     // Long enough for a deferred request (1 s gap) to land and be watched.
     tokio::time::sleep(Duration::from_secs(3)).await;
     watch.abort();
     let values = values.lock().unwrap().clone();
+    // At most two requests per 1 s gap: two when the burst fits in one gap (as it does unless the
+    // machine is very loaded), one more for each further second it lasted.
+    let allowed = 2 + burst.as_secs() as usize;
     assert!(
-        !values.is_empty() && values.len() <= 2,
-        "requests: {values:?}"
+        values.len() <= allowed,
+        "requests: {values:?} after a burst of {burst:?}"
     );
 }
 

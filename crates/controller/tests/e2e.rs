@@ -95,13 +95,13 @@ async fn sync_update_prune_broken_commit_and_delete() -> anyhow::Result<()> {
         let started = headway_controller::schedule::parse_time(&record.start).unwrap();
         let delay = started.duration_since(pushed).unwrap_or_default();
         assert!(
-            delay <= Duration::from_millis(3300 + 1500),
+            delay <= Duration::from_millis(3300 + 3000),
             "the sync applying the commit started {delay:?} after the push; the interval is 3 s"
         );
     }
     let took = pushed.elapsed()?;
     assert!(
-        took < Duration::from_secs(15),
+        took < Duration::from_secs(30),
         "applied {took:?} after the push"
     );
 

@@ -58,12 +58,13 @@ async fn other_syncs_are_served_while_hostile_repositories_render() -> anyhow::R
     let (_good_daemon, good_url) = git_daemon(&good);
 
     let _controller = start_controller(&cluster, &ns.name, "hostile").await?;
-    let endless_timeout = Duration::from_secs(15);
+    // Long enough that the well-behaved GitSync's two syncs fit in it on a loaded machine.
+    let endless_timeout = Duration::from_secs(40);
     create_gitsync(
         &ns,
         "endless",
         &hostile_url,
-        serde_json::json!({"path": "endless", "timeout": "15s", "interval": "1h"}),
+        serde_json::json!({"path": "endless", "timeout": "40s", "interval": "1h"}),
     )
     .await?;
     create_gitsync(

@@ -409,6 +409,10 @@ async fn the_chart_installs_and_its_identity_runs_the_controller() -> anyhow::Re
         .to_string(),
     )?;
     let caller = request_token(&client, &ns.name, "caller", Duration::from_secs(600)).await?;
+    // The RoleBinding takes effect a moment after it is created.
+    let user = format!("system:serviceaccount:{}:caller", ns.name);
+    headway_tests::wait_allowed(&client, &user, &ns.name, "headway.dev", "gitsyncs", "patch")
+        .await?;
     let body = json!({"syncs": [format!("{}/{release}", ns.name)]}).to_string();
     let (code, text) = http(&address, "POST", "/api/v1/rebuild", None, &body)?;
     assert_eq!(code, 401, "without a token: {text}");

@@ -38,6 +38,9 @@ fn start(
         .args(["--lease-name", "headway-controller"])
         .lease_seconds(LEASE_SECONDS)
         .args(["--apply-concurrency", &apply_concurrency.to_string()])
+        // A sync interrupted by SIGTERM may finish: hundreds of requests one at a time take a
+        // while on a loaded machine.
+        .args(["--shutdown-timeout", "120"])
         .start()
 }
 
@@ -120,7 +123,9 @@ async fn two_replicas_one_leader_and_handover_within_the_lease_duration() -> any
         "handover after SIGKILL of the leader: {handover:?} (lease duration {LEASE_SECONDS} s)"
     );
     assert!(
-        handover <= Duration::from_secs(LEASE_SECONDS) + Duration::from_millis(1500),
+        // The follower tries when the Lease expires; the slack is for a loaded machine, well
+        // short of a second lease duration.
+        handover <= Duration::from_secs(LEASE_SECONDS) + Duration::from_millis(3500),
         "handover took {handover:?}, lease duration {LEASE_SECONDS} s"
     );
     // The new leader syncs new commits.
@@ -267,7 +272,7 @@ async fn sigterm_lets_the_running_sync_finish_then_releases_the_lease() -> anyho
         Duration::from_secs(120),
     )
     .await?;
-    let status = process.terminate(Duration::from_secs(60))?;
+    let status = process.terminate(Duration::from_secs(150))?;
     assert!(
         status.success(),
         "exit status {status}:\n{}",

@@ -491,16 +491,35 @@ async fn namespaces_deleted_come_back_current_through_the_api_rebuild() -> anyho
     );
 
     // So do the metrics: the last rebuild's duration (from the status) and the rebuild histogram
-    // (from the progress events: one successful rebuild, of the same duration).
-    let (code, text) = http(address, "GET", "/metrics", None, b"").await?;
-    assert_eq!(code, 200, "{text}");
+    // (from the progress events: one successful rebuild, of the same duration). The events are
+    // published after the status write: wait until the histogram has the rebuild.
     let sync = format!("sync=\"{key}\"");
+    let labels = format!("{sync},result=\"success\"");
+    let text = headway_tests::wait_for(
+        "the rebuild in the metrics",
+        Duration::from_secs(30),
+        || {
+            let labels = &labels;
+            async move {
+                let (code, text) = http(address, "GET", "/metrics", None, b"").await?;
+                Ok(
+                    if code == 200
+                        && sample(&text, "headway_rebuild_duration_seconds_count", labels).is_some()
+                    {
+                        Ok(text)
+                    } else {
+                        Err(format!("{code}: {text}"))
+                    },
+                )
+            }
+        },
+    )
+    .await?;
     let gauge = sample(&text, "headway_last_rebuild_duration_seconds", &sync);
     assert!(
         gauge.is_some_and(|g| (g - seconds).abs() < 0.001),
         "headway_last_rebuild_duration_seconds{{{sync}}} is {gauge:?}, the status {seconds} s:\n{text}"
     );
-    let labels = format!("{sync},result=\"success\"");
     let count = sample(&text, "headway_rebuild_duration_seconds_count", &labels);
     let sum = sample(&text, "headway_rebuild_duration_seconds_sum", &labels);
     assert_eq!(count, Some(1.0), "one rebuild recorded:\n{text}");

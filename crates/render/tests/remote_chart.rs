@@ -22,9 +22,11 @@ fn chart(repository: &str, version: &str) -> ChartRef {
     }
 }
 
+/// Options for the local servers of these tests; no test waits for this timeout to fire, so it
+/// is generous for a loaded machine.
 fn quick() -> FetchChartOptions {
     FetchChartOptions {
-        timeout: Duration::from_secs(10),
+        timeout: Duration::from_secs(60),
         ..FetchChartOptions::default()
     }
 }

@@ -391,7 +391,8 @@ fn a_tool_that_hangs_is_killed_at_the_timeout() {
     let start = Instant::now();
     let errors = render_err(dir.path(), &options);
     let elapsed = start.elapsed();
-    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    // Killed at the timeout, long before the tool's 30 s sleep ends.
+    assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");
     let lines = error_lines(&errors);
     assert!(lines[0].starts_with("kustomize build"), "{lines:?}");
     assert!(

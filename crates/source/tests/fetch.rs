@@ -576,7 +576,9 @@ fn unreachable_host() {
         .unwrap_err();
     assert!(matches!(err, SourceError::Unreachable { .. }), "{err:?}");
     assert!(err.is_transient());
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Refused at once, not after the 60 s timeout (generous for a loaded machine).
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
     println!("{err}");
 }
 
@@ -601,7 +603,7 @@ fn silent_server_times_out() {
     let elapsed = started.elapsed();
     assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
     assert!(
-        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(4),
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(12),
         "{elapsed:?}"
     );
     println!("{err}");

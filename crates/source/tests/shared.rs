@@ -86,7 +86,9 @@ fn a_new_commit_is_picked_up_after_the_window_and_at_once_when_asked() {
     up.write("app/cm.yaml", "n: 1\n");
     let first = up.commit("first");
     let (daemon, url) = git_daemon(&up);
-    let window = Duration::from_secs(2);
+    // Long enough that the steps between the third fetch and the reuse check (a commit, on a
+    // loaded machine) always fit in it.
+    let window = Duration::from_secs(8);
     let (_d, shared) = shared(window);
     let source = Source::new(&url, GitRef::Branch("main".into()));
     let fetch = |freshness| shared.fetch(&source, &opts(), freshness).unwrap().sha;

@@ -1,8 +1,10 @@
 //! A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager,
 //! kube-scheduler and kwok (simulated nodes and pods), built from Go modules by [`tools`], started
-//! as plain processes, stopped by their saved PIDs.
+//! as plain processes, stopped by their saved PIDs and, when those are lost, found by the state
+//! directory their command lines name ([`procs`]).
 
 pub mod pki;
+pub mod procs;
 pub mod tools;
 
 use std::fs::File;
@@ -37,7 +39,7 @@ pub struct Options {
 }
 
 /// The components, in start order.
-const COMPONENTS: [&str; 5] = [
+pub(crate) const COMPONENTS: [&str; 5] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
@@ -540,13 +542,38 @@ impl Cluster {
         )
     }
 
-    /// Stops every component by its saved PID (TERM, then KILL after 10 s) and removes the state.
+    /// Stops every component of this cluster (TERM, then KILL after 10 s) and removes the state.
+    ///
+    /// The components are the processes of the saved PIDs and every process of a component
+    /// binary whose command line names this state directory: a PID file lost or overwritten
+    /// (another `up` on the same directory) leaves nothing running. Processes of another state
+    /// directory are never touched.
     pub fn down(&self) -> anyhow::Result<()> {
+        let mut targets: Vec<procs::Found> = COMPONENTS
+            .iter()
+            .filter_map(|name| {
+                let (pid, exe) = read_pid_file(&self.pid_file(name))?;
+                is_alive(pid, &exe).then_some(procs::Found { name, pid, exe })
+            })
+            .collect();
+        let mut unsaved = Vec::new();
+        for found in procs::of_state_dir(&self.paths.state, &COMPONENTS) {
+            if !targets.iter().any(|t| t.pid == found.pid) {
+                unsaved.push(format!("{} (pid {})", found.name, found.pid));
+                targets.push(found);
+            }
+        }
+        if !unsaved.is_empty() {
+            eprintln!(
+                "xtask: running without a (current) PID file, found by the state directory {}: {}",
+                self.paths.state.display(),
+                unsaved.join(", ")
+            );
+        }
+        // Reverse start order: kwok first, etcd last.
+        targets.sort_by_key(|t| std::cmp::Reverse(COMPONENTS.iter().position(|c| *c == t.name)));
         let mut stopped = Vec::new();
-        for name in COMPONENTS.iter().rev() {
-            let Some((pid, exe)) = read_pid_file(&self.pid_file(name)) else {
-                continue;
-            };
+        for procs::Found { name, pid, exe } in targets {
             if !is_alive(pid, &exe) {
                 continue;
             }
@@ -557,12 +584,15 @@ impl Cluster {
             }
             if is_alive(pid, &exe) {
                 signal(pid, "KILL");
-                std::thread::sleep(Duration::from_millis(200));
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while is_alive(pid, &exe) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
             if is_alive(pid, &exe) {
                 bail!("{name} (pid {pid}) is still running after SIGKILL");
             }
-            stopped.push(*name);
+            stopped.push(format!("{name} (pid {pid})"));
         }
         if self.paths.state.exists() {
             std::fs::remove_dir_all(&self.paths.state)
