@@ -50,6 +50,26 @@ pub fn is_ready(sync: &GitSync) -> bool {
         .is_some_and(|s| headway_controller::conditions::is_true(&s.conditions, "Ready"))
 }
 
+/// How many of `syncs` are Ready; an error naming the first one that is Stalled (a render that
+/// cannot succeed, e.g. `helm` missing from `PATH`), so that a benchmark stops at once instead
+/// of waiting for its deadline.
+pub fn ready_count(syncs: &[GitSync]) -> anyhow::Result<usize> {
+    for sync in syncs {
+        if let Some(status) = &sync.status
+            && let Some(c) = headway_controller::conditions::get(&status.conditions, "Stalled")
+            && c.status == "True"
+        {
+            anyhow::bail!(
+                "GitSync {}/{} is stalled: {}",
+                sync.metadata.namespace.as_deref().unwrap_or_default(),
+                sync.metadata.name.as_deref().unwrap_or_default(),
+                c.message
+            );
+        }
+    }
+    Ok(syncs.iter().filter(|g| is_ready(g)).count())
+}
+
 /// Deletes every GitSync of `api` (their objects are pruned) and waits until they are gone, for
 /// `within` at the most.
 pub async fn delete_gitsyncs(api: &Api<GitSync>, within: Duration) -> anyhow::Result<()> {

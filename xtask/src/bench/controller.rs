@@ -113,11 +113,7 @@ async fn run_async(headway: &Path, params: &Params) -> anyhow::Result<()> {
     loop {
         controller.ensure_running()?;
         let list = api.list(&Default::default()).await?;
-        let ready = list
-            .items
-            .iter()
-            .filter(|g| super::cluster::is_ready(g))
-            .count();
+        let ready = super::cluster::ready_count(&list.items)?;
         if ready == params.syncs {
             break;
         }

@@ -407,11 +407,7 @@ async fn wait_ready(
     loop {
         controller.ensure_running()?;
         let list = syncs.list(&ListParams::default()).await?;
-        let ready = list
-            .items
-            .iter()
-            .filter(|g| super::cluster::is_ready(g))
-            .count();
+        let ready = super::cluster::ready_count(&list.items)?;
         if ready == 2 {
             return Ok(());
         }
