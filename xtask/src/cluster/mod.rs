@@ -579,17 +579,17 @@ impl Cluster {
             }
             signal(pid, "TERM");
             let deadline = Instant::now() + Duration::from_secs(10);
-            while is_alive(pid, &exe) && Instant::now() < deadline {
+            while still_running(pid, &exe) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            if is_alive(pid, &exe) {
+            if still_running(pid, &exe) {
                 signal(pid, "KILL");
                 let deadline = Instant::now() + Duration::from_secs(5);
-                while is_alive(pid, &exe) && Instant::now() < deadline {
+                while still_running(pid, &exe) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
-            if is_alive(pid, &exe) {
+            if still_running(pid, &exe) {
                 bail!("{name} (pid {pid}) is still running after SIGKILL");
             }
             stopped.push(format!("{name} (pid {pid})"));
@@ -630,6 +630,21 @@ fn is_alive(pid: u32, exe: &Path) -> bool {
         .rsplit_once(')')
         .map(|(_, rest)| rest.trim_start().chars().next());
     !matches!(state, Some(Some('Z')) | None)
+}
+
+/// Whether a process found alive ([`is_alive`]) and then signalled has not finished exiting. An
+/// exiting process loses its `/proc/<pid>/exe` link before it becomes a zombie (its memory is
+/// released first, its files and sockets after): until then it still holds its ports, so it
+/// counts as running.
+fn still_running(pid: u32, exe: &Path) -> bool {
+    if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok() {
+        return is_alive(pid, exe);
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    matches!(state, Some(c) if c != 'Z' && c != 'X')
 }
 
 fn signal(pid: u32, sig: &str) {

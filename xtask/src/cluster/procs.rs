@@ -197,11 +197,22 @@ mod tests {
             port_base: 1,
         });
         cluster.down().unwrap();
-        assert!(etcd.try_wait().unwrap().is_some(), "etcd still runs");
-        assert!(
-            apiserver.try_wait().unwrap().is_some(),
-            "kube-apiserver still runs"
-        );
+        // `down` returns once they are gone; only the reaping (their parent is this test) may
+        // lag behind.
+        let reaped = |g: &mut Guarded| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if g.try_wait().unwrap().is_some() {
+                    return true;
+                }
+                if Instant::now() > deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        assert!(reaped(&mut etcd), "etcd still runs");
+        assert!(reaped(&mut apiserver), "kube-apiserver still runs");
         assert!(
             other_etcd.try_wait().unwrap().is_none(),
             "another cluster's etcd was stopped"
